@@ -1,0 +1,46 @@
+"""The `rnnlab` command: a thin shell over the Python API.
+
+Each module in this package adds one or more subcommands through `register(subparsers)`;
+each subcommand sets `func(args) -> int | None`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from rnnlab import __version__
+from rnnlab.errors import RnnlabError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every subcommand module of this package registered."""
+    parser = argparse.ArgumentParser(
+        prog="rnnlab",
+        description="Recurrent networks and word vectors: train, score, generate, diagnose.",
+    )
+    parser.add_argument("--version", action="version", version=f"rnnlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run one subcommand; user errors become one line on stderr and exit 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except RnnlabError as e:
+        print(f"rnnlab {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rnnlab {args.command}: interrupted", file=sys.stderr)
+        return 130

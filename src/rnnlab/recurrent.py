@@ -1,0 +1,207 @@
+"""A recurrent layer: any cell of `rnnlab.cells`, run over time, stacked and bidirectional.
+
+Two paths compute the same function. The readable one loops a cell over the steps and lets
+autograd do backpropagation through time. The fast one hands the same parameters to a fused
+kernel: PyTorch's own for `lstm`, `rnn` and `rnn-relu` (identical math), and the hand-written
+BPTT of `rnnlab.fused` for the others. Tests hold the two paths to each other and to
+`torch.nn.LSTM` / `torch.nn.RNN`.
+
+Shapes follow torch.nn.LSTM: input (T, B, I), or (B, T, I) with `batch_first`; the state is
+`h` (or the pair `(h, C)` for the LSTM family), each (num_layers * num_directions, B, H).
+
+Truncated BPTT (the lecture's "range over which gradients are computed"): carry the final
+state into the next batch through `detach_state`, which keeps its values and cuts the graph,
+so gradients flow back at most one batch of steps. Clip gradients with
+`torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)` between backward and step.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import _VF, Tensor, nn
+
+from rnnlab import fused
+from rnnlab.cells import Cell, State, make_cell
+
+TORCH_KERNELS = {"lstm": "lstm", "rnn": "rnn_tanh", "rnn-relu": "rnn_relu"}
+
+
+def detach_state(state: State | None) -> State | None:
+    """The same state values with the autograd graph cut (truncated BPTT)."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)
+    return state.detach()
+
+
+def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """Reverse each sequence of (T, B, ...) within its own length; padding stays in place."""
+    if lengths is None:
+        return x.flip(0)
+    T = x.shape[0]
+    t = torch.arange(T, device=x.device).unsqueeze(1)
+    L = lengths.to(x.device).unsqueeze(0)
+    idx = torch.where(t < L, L - 1 - t, t)
+    return x.gather(0, idx.view(T, -1, *([1] * (x.dim() - 2))).expand_as(x))
+
+
+def _select(mask: Tensor, new: State, old: State) -> State:
+    if isinstance(new, tuple):
+        return tuple(torch.where(mask, n, o) for n, o in zip(new, old))
+    return torch.where(mask, new, old)
+
+
+def run_cell(cell: Cell, x: Tensor, state: State, lengths: Tensor | None = None) -> tuple[Tensor, State]:
+    """Loop `cell` over the steps of x (T, B, I); steps past a sequence's length keep its state."""
+    outputs = []
+    for t in range(x.shape[0]):
+        h, new_state = cell(x[t], state)
+        if lengths is not None:
+            real = (t < lengths).unsqueeze(1)
+            new_state = _select(real, new_state, state)
+            h = h * real
+        state = new_state
+        outputs.append(h)
+    return torch.stack(outputs), state
+
+
+class Recurrent(nn.Module):
+    """Layers of one cell type over time; returns every step's output or only the last."""
+
+    def __init__(
+        self,
+        cell_type: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        batch_first: bool = False,
+        output: str = "all",
+        fast: bool = True,
+        **cell_options,
+    ) -> None:
+        super().__init__()
+        if output not in ("all", "last"):
+            raise ValueError(f"output must be 'all' or 'last', got {output!r}")
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be at least 1, got {num_layers}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.cell_type = cell_type
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.num_layers, self.bidirectional = num_layers, bidirectional
+        self.num_directions = 2 if bidirectional else 1
+        self.dropout, self.batch_first, self.output, self.fast = dropout, batch_first, output, fast
+        self.cells = nn.ModuleList(
+            make_cell(cell_type, input_size if layer == 0 else hidden_size * self.num_directions,
+                      hidden_size, **cell_options)
+            for layer in range(num_layers)
+            for _ in range(self.num_directions)
+        )
+        self.has_cell_state = self.cells[0].has_cell_state
+
+    def zero_state(self, batch: int, like: Tensor) -> State:
+        """All-zero initial state, shaped (num_layers * num_directions, batch, hidden)."""
+        h = like.new_zeros(len(self.cells), batch, self.hidden_size)
+        return (h, h.clone()) if self.has_cell_state else h
+
+    def forward(
+        self, x: Tensor, state: State | None = None, lengths: Tensor | None = None
+    ) -> tuple[Tensor, State]:
+        """Run over x; `lengths` (B,) marks the real steps of a padded batch.
+
+        Returns (output, final_state). Output "all" is (T, B, D*H), zero at padded steps;
+        "last" is (B, D*H), each sequence's last real step (the backward direction's step 0).
+        """
+        if self.batch_first:
+            x = x.transpose(0, 1)
+        T, B, _ = x.shape
+        if lengths is not None:
+            lengths = torch.as_tensor(lengths, dtype=torch.long).cpu()
+            if lengths.shape != (B,) or lengths.min() < 1 or lengths.max() > T:
+                raise ValueError(f"lengths must be (batch,) in [1, {T}], got {lengths.tolist()}")
+        if state is None:
+            state = self.zero_state(B, x)
+        if self.fast and self._kernel() is not None:
+            out, state = self._forward_torch(x, state, lengths)
+        else:
+            out, state = self._forward_cells(x, state, lengths)
+        if self.output == "last":
+            H = self.hidden_size
+            if lengths is None:
+                last = out[-1]
+            else:
+                idx = (lengths.to(x.device) - 1).view(1, B, 1).expand(1, B, out.shape[2])
+                last = out.gather(0, idx)[0]
+            out = last if not self.bidirectional else torch.cat([last[:, :H], out[0, :, H:]], 1)
+        elif self.batch_first:
+            out = out.transpose(0, 1)
+        return out, state
+
+    def _kernel(self) -> str | None:
+        """The name of torch's fused kernel computing exactly this cell, if there is one."""
+        nonlinearity = getattr(self.cells[0], "nonlinearity", "tanh")
+        return {"tanh": TORCH_KERNELS.get(self.cell_type), "relu": "rnn_relu"}.get(nonlinearity)
+
+    def _layer_states(self, state: State, k: int) -> State:
+        return tuple(s[k] for s in state) if isinstance(state, tuple) else state[k]
+
+    def _forward_cells(self, x: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
+        finals = []
+        layer_input = x
+        use_fused = self.fast and self.cell_type in fused.LAYERS
+        for layer in range(self.num_layers):
+            outs = []
+            for d in range(self.num_directions):
+                k = layer * self.num_directions + d
+                cell, s0 = self.cells[k], self._layer_states(state, k)
+                inp = layer_input if d == 0 else reverse_padded(layer_input, lengths)
+                run = fused.LAYERS[self.cell_type] if use_fused else run_cell
+                out, s = run(cell, inp, s0, lengths)
+                outs.append(out if d == 0 else reverse_padded(out, lengths))
+                finals.append(s)
+            layer_input = torch.cat(outs, 2) if self.bidirectional else outs[0]
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                layer_input = F.dropout(layer_input, self.dropout, True)
+        if self.has_cell_state:
+            final = (torch.stack([s[0] for s in finals]), torch.stack([s[1] for s in finals]))
+        else:
+            final = torch.stack(finals)
+        return layer_input, final
+
+    def _flat_weights(self) -> list[Tensor]:
+        weights = []
+        for cell in self.cells:
+            if self.cell_type == "lstm":
+                H = self.hidden_size
+                w_ih, w_hh = cell.W[:, H:], cell.W[:, :H]
+            else:
+                w_ih, w_hh = cell.W, cell.U
+            # torch's kernels add two biases; the lecture has one, so the second is zero.
+            weights += [w_ih, w_hh, cell.b, torch.zeros_like(cell.b)]
+        return weights
+
+    def _forward_torch(self, x: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
+        kernel = self._kernel()
+        fn = getattr(_VF, kernel)
+        hx = list(state) if kernel == "lstm" else state
+        args = (self._flat_weights(), True, self.num_layers, float(self.dropout), self.training,
+                self.bidirectional)
+        if lengths is None:
+            out, *final = fn(x, hx, *args, False)
+            return out, (tuple(final) if kernel == "lstm" else final[0])
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+        order, unorder = packed.sorted_indices, packed.unsorted_indices
+        if kernel == "lstm":
+            hx = [h.index_select(1, order) for h in hx]
+        else:
+            hx = hx.index_select(1, order)
+        data, *final = fn(packed.data, packed.batch_sizes, hx, *args)
+        out, _ = nn.utils.rnn.pad_packed_sequence(
+            nn.utils.rnn.PackedSequence(data, packed.batch_sizes, order, unorder),
+            total_length=x.shape[0])
+        final = [f.index_select(1, unorder) for f in final]
+        return out, (tuple(final) if kernel == "lstm" else final[0])
