@@ -1,0 +1,134 @@
+"""Commands that query word vectors: similar, analogy, vectors-eval, vectors-plot."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rnnlab.errors import RnnlabError
+from rnnlab.word2vec.evaluate import evaluate_analogies, evaluate_similarity, plot_word_map
+from rnnlab.word2vec.vectors import WordVectors
+
+VECTORS_HELP = (
+    "word vectors: a .bin (word2vec binary), .txt/.vec (word2vec text, or GloVe without a "
+    "header) or a model folder written by `rnnlab embed`"
+)
+
+
+def _add_vectors_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("vectors", metavar="VECTORS", help=VECTORS_HELP)
+    p.add_argument("--limit", type=int, default=None, help="load only the first N (most frequent) words")
+
+
+def _load(args: argparse.Namespace) -> WordVectors:
+    return WordVectors.load(args.vectors, limit=args.limit)
+
+
+def gensim_test_file(name: str) -> Path | None:
+    """A file of the evaluation sets gensim ships (gensim.test.utils.datapath), if installed."""
+    try:
+        from gensim.test.utils import datapath
+    except ImportError:
+        return None
+    path = Path(datapath(name))
+    return path if path.is_file() else None
+
+
+def run_similar(args: argparse.Namespace) -> None:
+    wv = _load(args)
+    for word, score in wv.most_similar(args.word, topn=args.topn, restrict_vocab=args.restrict_vocab):
+        print(f"{word}\t{score:.4f}")
+
+
+def run_analogy(args: argparse.Namespace) -> None:
+    wv = _load(args)
+    print(f"{args.a} : {args.b} = {args.c} : ?")
+    answers = wv.analogy(args.a, args.b, args.c, topn=args.topn, restrict_vocab=args.restrict_vocab)
+    for word, score in answers:
+        print(f"{word}\t{score:.4f}")
+
+
+def run_eval(args: argparse.Namespace) -> None:
+    analogies, similarity = args.analogies, args.similarity
+    if analogies is None and not similarity:
+        analogies = gensim_test_file("questions-words.txt")
+        wordsim = gensim_test_file("wordsim353.tsv")
+        if analogies is None or wordsim is None:
+            raise RnnlabError("gensim's evaluation sets are not installed; pass --analogies/--similarity")
+        similarity = [wordsim]
+    wv = _load(args)
+    case_insensitive = not args.case_sensitive
+    if analogies is not None:
+        result = evaluate_analogies(wv, analogies, args.restrict_vocab, case_insensitive)
+        print(f"analogies: {analogies} (restricted to the {args.restrict_vocab} most frequent words)")
+        print(result.summary())
+    for path in similarity or []:
+        result = evaluate_similarity(wv, path, case_insensitive=case_insensitive)
+        print(f"similarity: {path}\n{result.summary()}")
+
+
+def run_plot(args: argparse.Namespace) -> None:
+    wv = _load(args)
+    plot_word_map(wv, args.words, args.output, title=args.title)
+    print(f"wrote {args.output}")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the vector query commands."""
+    p = subparsers.add_parser(
+        "similar",
+        help="nearest words to a word by cosine similarity",
+        description="Print the words whose vectors are closest (cosine) to WORD's.",
+    )
+    _add_vectors_args(p)
+    p.add_argument("word", metavar="WORD")
+    p.add_argument("--topn", type=int, default=10, help="how many neighbours (default 10)")
+    p.add_argument("--restrict-vocab", type=int, default=None, help="search the N most frequent words only")
+    p.set_defaults(func=run_similar)
+
+    p = subparsers.add_parser(
+        "analogy",
+        help="solve A is to B as C is to ? (king - man + woman)",
+        description="A is to B as C is to ?: print the words nearest to B - A + C (3CosAdd), "
+        "e.g. `rnnlab analogy vectors.bin man king woman` -> queen.",
+    )
+    _add_vectors_args(p)
+    p.add_argument("a", metavar="A")
+    p.add_argument("b", metavar="B")
+    p.add_argument("c", metavar="C")
+    p.add_argument("--topn", type=int, default=5, help="how many answers (default 5)")
+    p.add_argument("--restrict-vocab", type=int, default=None, help="search the N most frequent words only")
+    p.set_defaults(func=run_analogy)
+
+    p = subparsers.add_parser(
+        "vectors-eval",
+        help="analogy accuracy and word-similarity correlation",
+        description="Score word vectors on analogy questions (accuracy per section) and on "
+        "word-pair similarity sets (Spearman/Pearson). Without --analogies/--similarity, "
+        "uses gensim's bundled questions-words.txt and wordsim353.tsv.",
+    )
+    _add_vectors_args(p)
+    p.add_argument("--analogies", metavar="FILE", help="analogy questions (questions-words.txt format)")
+    p.add_argument(
+        "--similarity",
+        metavar="FILE",
+        nargs="+",
+        help="word pairs with human scores (wordsim353.tsv, simlex999.txt)",
+    )
+    p.add_argument(
+        "--restrict-vocab", type=int, default=30000, help="analogies: only the N most frequent words (30000)"
+    )
+    p.add_argument("--case-sensitive", action="store_true", help="do not fold case when matching words")
+    p.set_defaults(func=run_eval)
+
+    p = subparsers.add_parser(
+        "vectors-plot",
+        help="2-D PCA map of chosen words (PNG)",
+        description="Project the vectors of WORDS onto their first two principal axes and save "
+        "the picture, e.g. king queen man woman.",
+    )
+    _add_vectors_args(p)
+    p.add_argument("words", metavar="WORD", nargs="+")
+    p.add_argument("-o", "--output", required=True, help="PNG file to write")
+    p.add_argument("--title", default=None, help="plot title")
+    p.set_defaults(func=run_plot)
