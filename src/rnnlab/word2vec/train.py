@@ -1,0 +1,434 @@
+"""Word2Vec: learn word vectors from text (SPEC §3), word2vec.c's recipe behind gensim's API.
+
+The lecture's N-m-N network: a one-hot word times the input matrix W_in (N x m) is the
+word's vector (the hidden layer); the output matrix W_out (m x N) scores its neighbours.
+A full softmax over N words is replaced, as in word2vec.c, by negative sampling (the true
+neighbour against `negative` noise words drawn from unigram^0.75) or hierarchical softmax
+(binary decisions along the word's Huffman path). Skip-gram pairs each word with the
+neighbours in its window; CBOW predicts a word from its context's mean vector.
+
+Recipe, as word2vec.c: frequent words are dropped at random (keep probability
+(sqrt(c / t) + 1) t / c, t = sample x the vocabulary's words), the window shrinks to
+1..window at random, the learning rate falls linearly from alpha to min_alpha over all
+epochs, and worker threads update the shared matrices without locks. With one worker and a fixed seed
+the vectors are bit-identical from run to run. The compiled loop is in `engine.py`.
+
+Model folder (`save` / `load`): `vectors.safetensors` with tensors "input" (the word
+vectors) and "output" (the negative-sampling output matrix, or the hierarchical-softmax one
+when negative = 0; "output_hs" holds the latter when both are on), `vocab.json` (words and
+counts) and `config.json` (settings, format version, loss per epoch). `WordVectors.load` reads
+the same folder as vectors; `Word2Vec.load` reads it to go on training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from array import array
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import safetensors.numpy
+from tqdm import tqdm
+
+from rnnlab.errors import RnnlabError
+from rnnlab.fileio import atomic_dir, atomic_write
+from rnnlab.text.corpus import Corpus
+from rnnlab.text.vocab import Vocabulary
+from rnnlab.word2vec import engine
+from rnnlab.word2vec.formats import NATIVE_VECTORS, NATIVE_VOCAB
+from rnnlab.word2vec.huffman import huffman_codes
+from rnnlab.word2vec.vectors import WordVectors
+
+FORMAT, VERSION = "rnnlab-word2vec", 1
+CONFIG = "config.json"
+JOB_WORDS = 10_000  # words per compiled call: long enough to hide Python, short for the bar
+SETTINGS = ("vector_size", "window", "negative", "hs", "sg", "min_count", "max_vocab_size",
+            "sample", "epochs", "alpha", "min_alpha", "workers", "seed")
+
+Sentences = Iterable[Sequence[str]]
+
+
+def keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:
+    """word2vec.c's subsampling: keep a word of count c with (sqrt(c / t) + 1) t / c, t = sample N."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if sample <= 0:
+        return np.ones(len(counts), np.float32)
+    t = sample * counts.sum()
+    return np.minimum(1.0, (np.sqrt(counts / t) + 1.0) * t / np.maximum(counts, 1)).astype(np.float32)
+
+
+def noise_distribution(counts: np.ndarray, power: float = 0.75) -> np.ndarray:
+    """Negative-sampling probabilities, proportional to count^0.75."""
+    p = np.asarray(counts, dtype=np.float64) ** power
+    return p / p.sum()
+
+
+def alias_table(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vose's alias table: draw i uniformly, keep it with prob[i], else take alias[i]."""
+    n = len(p)
+    q = np.asarray(p, dtype=np.float64) * n
+    prob = np.ones(n, np.float64)
+    alias = np.arange(n, dtype=np.int32)
+    small = [i for i in range(n) if q[i] < 1.0]
+    large = [i for i in range(n) if q[i] >= 1.0]
+    while small and large:
+        s, big = small.pop(), large[-1]
+        prob[s], alias[s] = q[s], big
+        q[big] -= 1.0 - q[s]
+        if q[big] < 1.0:
+            small.append(large.pop())
+    return prob.astype(np.float32), alias
+
+
+def alias_probabilities(prob: np.ndarray, alias: np.ndarray) -> np.ndarray:
+    """The distribution an alias table draws from (for checking one)."""
+    n = len(prob)
+    p = prob.astype(np.float64) / n
+    np.add.at(p, alias, (1.0 - prob.astype(np.float64)) / n)
+    return p
+
+
+def count_words(sentences: Sentences, min_count: int, max_size: int | None = None) -> Vocabulary:
+    """Words seen min_count times, most frequent first, with their counts (no special tokens).
+
+    Counted with min_count=1 and cut here: with a cut, Vocabulary.build adds the dropped words'
+    counts to a literal "<unk>" token (WikiText and PTB have one), which would skew subsampling.
+    """
+    full = Vocabulary.build(_checked(sentences), 1, specials=())
+    n = int(np.sum(full.counts >= min_count))  # counts are sorted, descending
+    n = n if max_size is None else min(n, max_size)
+    return Vocabulary(full.itos[:n], full.counts[:n], specials=())
+
+
+class Word2Vec:
+    """Skip-gram / CBOW word vectors with negative sampling or hierarchical softmax.
+
+    `Word2Vec(sentences)` (lists of tokens, re-iterable) or `Word2Vec(corpus_file=paths)`
+    builds the vocabulary and trains at once; without either, call `build_vocab` and
+    `train` yourself. `.wv` holds the vectors (rnnlab.word2vec.WordVectors).
+    """
+
+    def __init__(
+        self,
+        sentences: Sentences | None = None,
+        corpus_file: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        vector_size: int = 100,
+        window: int = 5,
+        negative: int = 5,
+        hs: bool = False,
+        sg: bool = True,
+        min_count: int = 5,
+        max_vocab_size: int | None = None,
+        sample: float = 1e-3,
+        epochs: int = 5,
+        alpha: float | None = None,
+        min_alpha: float = 1e-4,
+        workers: int = 2,
+        seed: int = 1,
+        progress: bool = False,
+    ) -> None:
+        self.vector_size, self.window, self.negative = vector_size, window, negative
+        self.hs, self.sg, self.min_count = bool(hs), bool(sg), min_count
+        self.max_vocab_size, self.sample, self.epochs = max_vocab_size, sample, epochs
+        self.alpha = (0.025 if sg else 0.05) if alpha is None else alpha
+        self.min_alpha, self.workers, self.seed = min_alpha, workers, seed
+        self._check_settings()
+        self.vocab: Vocabulary | None = None
+        self.w_in = self.w_out = self.w_hs = np.zeros((0, vector_size), np.float32)
+        self.epochs_trained = 0
+        self.loss_history: list[dict] = []
+        self._wv: WordVectors | None = None
+        if sentences is not None or corpus_file is not None:
+            corpus = _corpus(sentences, corpus_file)
+            self.build_vocab(corpus)
+            self.train(corpus, progress=progress)
+
+    def _check_settings(self) -> None:
+        checks = [
+            (self.vector_size >= 1, f"vector_size must be at least 1, got {self.vector_size}"),
+            (self.window >= 1, f"window must be at least 1, got {self.window}"),
+            (self.negative >= 0, f"negative must be 0 or more, got {self.negative}"),
+            (self.negative > 0 or self.hs, "choose negative > 0 or hs=True (or both)"),
+            (self.min_count >= 1, f"min_count must be at least 1, got {self.min_count}"),
+            (self.sample >= 0, f"sample must be 0 or more, got {self.sample}"),
+            (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
+            (self.alpha > 0 and self.min_alpha >= 0, "alpha must be positive, min_alpha not negative"),
+            (self.workers >= 1, f"workers must be at least 1, got {self.workers}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise RnnlabError(message)
+
+    def __repr__(self) -> str:
+        kind = "skip-gram" if self.sg else "CBOW"
+        words = 0 if self.vocab is None else len(self.vocab)
+        return f"Word2Vec({kind}, {words} words, vector_size={self.vector_size})"
+
+    # -- vocabulary ------------------------------------------------------------------------
+
+    def build_vocab(
+        self,
+        sentences: Sentences | None = None,
+        corpus_file: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        update: bool = False,
+    ) -> None:
+        """Count the corpus; keep words seen min_count times. `update` adds new words to a model."""
+        corpus = _corpus(sentences, corpus_file)
+        if not update or self.vocab is None:
+            vocab = count_words(corpus, self.min_count, self.max_vocab_size)
+            if len(vocab) == 0:
+                raise RnnlabError(f"no word occurs min_count={self.min_count} times in the corpus")
+            self.vocab = vocab
+            self.w_in = self._init_rows(len(vocab), 0)
+            self.w_out = np.zeros((len(vocab) if self.negative else 0, self.vector_size), np.float32)
+            self.w_hs = np.zeros((max(len(vocab) - 1, 0) if self.hs else 0, self.vector_size), np.float32)
+        else:
+            self._add_words(count_words(corpus, 1))
+        self._wv = None
+
+    def _init_rows(self, n: int, first: int) -> np.ndarray:
+        """word2vec.c's start: input vectors uniform in +-0.5 / dim (output vectors start at 0)."""
+        rng = np.random.default_rng([self.seed, first])
+        return (rng.random((n, self.vector_size), dtype=np.float32) - 0.5) / self.vector_size
+
+    def _add_words(self, new: Vocabulary) -> None:
+        """Add counts of known words; append unknown ones seen min_count times (gensim's update)."""
+        counts = self.vocab.counts.copy()
+        added, added_counts = [], []
+        for word, c in zip(new.itos, new.counts.tolist()):
+            i = self.vocab.stoi.get(word)
+            if i is not None:
+                counts[i] += c
+            elif c >= self.min_count:
+                added.append(word)
+                added_counts.append(c)
+        V, n = len(self.vocab), len(added)
+        self.vocab = Vocabulary(self.vocab.itos + added, np.r_[counts, added_counts], specials=())
+        self.w_in = np.vstack([self.w_in, self._init_rows(n, V)])
+        zeros = np.zeros((n, self.vector_size), np.float32)
+        if self.negative:
+            self.w_out = np.vstack([self.w_out, zeros])
+        if self.hs:
+            self.w_hs = np.vstack([self.w_hs, zeros])[: max(V + n - 1, 0)]
+
+    def encode(self, sentences: Sentences) -> tuple[np.ndarray, np.ndarray, int]:
+        """The corpus as one int32 array of known words' ids, sentence starts and the raw word count."""
+        if self.vocab is None:
+            raise RnnlabError("no vocabulary: call build_vocab before train")
+        stoi = self.vocab.stoi
+        ids, starts, raw = array("i"), array("q", [0]), 0
+        for sentence in _checked(sentences):
+            raw += len(sentence)
+            ids.extend([i for i in map(stoi.get, sentence) if i is not None])
+            if len(ids) > starts[-1]:
+                starts.append(len(ids))
+        return np.frombuffer(ids, np.int32), np.frombuffer(starts, np.int64), raw
+
+    # -- training --------------------------------------------------------------------------
+
+    def train(
+        self,
+        sentences: Sentences | None = None,
+        corpus_file: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        epochs: int | None = None,
+        progress: bool = False,
+        on_epoch: Callable[[dict], None] | None = None,
+    ) -> dict:
+        """Train on a corpus for `epochs` (default self.epochs); returns totals of the run.
+
+        Unknown words are skipped (build_vocab(update=True) adds them first). `progress`
+        shows a tqdm bar (words/s, learning rate, loss, ETA); `on_epoch` gets each epoch's
+        record {"epoch", "loss" (per example), "examples" (skip-gram: (centre, context) pairs;
+        CBOW: centre words), "alpha", "words", "seconds", "words_per_s"}.
+        """
+        epochs = self.epochs if epochs is None else epochs
+        if epochs < 1:
+            raise RnnlabError(f"epochs must be at least 1, got {epochs}")
+        ids, starts, raw = self.encode(_corpus(sentences, corpus_file, once=True))
+        if len(ids) == 0:
+            raise RnnlabError("the corpus has no word of the vocabulary")
+        bar = tqdm(total=epochs * raw, unit="word", unit_scale=True, disable=not progress,
+                   desc="word2vec", dynamic_ncols=True)
+        pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
+        run = _Run(self, ids, starts, raw, epochs, pool, bar)
+        start_time = time.perf_counter()
+        try:
+            for e in range(epochs):
+                record = run.epoch(e)
+                self.loss_history.append(record)
+                if on_epoch is not None:
+                    on_epoch(record)
+        finally:
+            bar.close()
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+            self._wv = None
+        seconds = time.perf_counter() - start_time
+        return {"words": epochs * raw, "seconds": seconds,
+                "words_per_s": epochs * raw / max(seconds, 1e-9), "loss": self.loss_history[-1]["loss"]}
+
+    def _alpha_at(self, progress: float) -> float:
+        """The linearly decaying learning rate at `progress` (0..1) through this run."""
+        return self.alpha - (self.alpha - self.min_alpha) * progress
+
+    def _tables(self) -> tuple[np.ndarray, ...]:
+        """What the engine samples from: keep probabilities, noise alias table, Huffman codes."""
+        counts = self.vocab.counts
+        keep = keep_probabilities(counts, self.sample)
+        if self.negative:
+            if len(counts) < 2:  # the only noise word would be the true word, forever
+                raise RnnlabError("negative sampling needs at least two words in the vocabulary")
+            prob, alias = alias_table(noise_distribution(counts))
+        else:
+            prob, alias = np.ones(1, np.float32), np.zeros(1, np.int32)
+        if self.hs:
+            return (keep, prob, alias, *huffman_codes(counts))
+        no_codes = np.zeros((1, 1), np.uint8), np.zeros((1, 1), np.int32), np.zeros(1, np.int32)
+        return (keep, prob, alias, *no_codes)
+
+    # -- results and files -----------------------------------------------------------------
+
+    @property
+    def wv(self) -> WordVectors:
+        """The word vectors (rows of the input matrix, shared, not copied) with their counts."""
+        if self._wv is None:
+            if self.vocab is None:
+                raise RnnlabError("no vocabulary yet: build_vocab and train first")
+            self._wv = WordVectors(self.vocab.itos, self.w_in, self.vocab.counts)
+        return self._wv
+
+    def settings(self) -> dict:
+        """The training settings, as config.json stores them."""
+        return {name: getattr(self, name) for name in SETTINGS}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model folder (weights, vocabulary, settings) atomically."""
+        if self.vocab is None:
+            raise RnnlabError("nothing to save: the model has no vocabulary yet")
+        tensors = {"input": self.w_in}
+        if self.negative:
+            tensors["output"] = self.w_out
+        if self.hs:
+            tensors["output_hs" if self.negative else "output"] = self.w_hs
+        config = {"format": FORMAT, "version": VERSION, "settings": self.settings(),
+                  "epochs_trained": self.epochs_trained, "loss_history": self.loss_history}
+        with atomic_dir(path) as tmp:
+            (tmp / NATIVE_VECTORS).write_bytes(safetensors.numpy.save(tensors))
+            self.vocab.save(tmp / NATIVE_VOCAB)
+            with atomic_write(tmp / CONFIG) as f:
+                json.dump(config, f, indent=1)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Word2Vec:
+        """Read a model folder written by `save`, ready to train further."""
+        path = Path(path)
+        if not (path / CONFIG).is_file():
+            raise RnnlabError(f"{path}: not a word2vec model folder (no {CONFIG})")
+        try:
+            config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RnnlabError(f"{path / CONFIG}: not valid JSON ({e})") from None
+        if not isinstance(config, dict) or config.get("format") != FORMAT:
+            raise RnnlabError(f"{path / CONFIG}: not an rnnlab word2vec model (format is not {FORMAT!r})")
+        if config.get("version") != VERSION:
+            raise RnnlabError(f"{path / CONFIG}: unsupported model version {config.get('version')!r}")
+        settings = config.get("settings", {})
+        unknown = set(settings) - set(SETTINGS)
+        if unknown:
+            raise RnnlabError(f"{path / CONFIG}: unknown settings {sorted(unknown)}")
+        model = cls(**settings)
+        model.vocab = Vocabulary.load(path / NATIVE_VOCAB)
+        try:
+            tensors = safetensors.numpy.load_file(path / NATIVE_VECTORS)
+        except (OSError, ValueError, safetensors.SafetensorError) as e:
+            raise RnnlabError(f"{path / NATIVE_VECTORS}: cannot read ({e})") from None
+        V, d = len(model.vocab), model.vector_size
+        names = {"input": (V, d)}
+        if model.negative:
+            names["output"] = (V, d)
+        if model.hs:
+            names["output_hs" if model.negative else "output"] = (max(V - 1, 0), d)
+        for name, shape in names.items():
+            if name not in tensors or tensors[name].shape != shape:
+                got = tensors[name].shape if name in tensors else "missing"
+                raise RnnlabError(f"{path / NATIVE_VECTORS}: tensor {name!r} should be {shape}, is {got}")
+        model.w_in = np.array(tensors["input"], np.float32)
+        if model.negative:
+            model.w_out = np.array(tensors["output"], np.float32)
+        if model.hs:
+            model.w_hs = np.array(tensors["output_hs" if model.negative else "output"], np.float32)
+        model.epochs_trained = int(config.get("epochs_trained", 0))
+        model.loss_history = list(config.get("loss_history", []))
+        return model
+
+
+class _Run:
+    """One call of `train`: the encoded corpus cut into jobs, run epoch by epoch."""
+
+    def __init__(self, model: Word2Vec, ids: np.ndarray, starts: np.ndarray, raw: int, epochs: int,
+                 pool: ThreadPoolExecutor | None, bar: tqdm) -> None:
+        self.model, self.ids, self.starts, self.raw, self.epochs = model, ids, starts, raw, epochs
+        self.pool, self.bar = pool, bar
+        self.tables = model._tables()
+        self.total = len(ids)
+        S = len(starts) - 1
+        edges = np.unique(np.r_[np.searchsorted(starts[:-1], np.arange(0, self.total, JOB_WORDS)), S])
+        self.jobs = list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+
+    def alpha(self, e: int, position: int) -> float:
+        """The learning rate at word `position` of epoch e."""
+        return self.model._alpha_at((e * self.total + position) / (self.epochs * self.total))
+
+    def job(self, e: int, j: int, seed: int) -> tuple[float, int, int]:
+        """Train on job j of epoch e; returns (loss sum, examples, words)."""
+        m, (s0, s1) = self.model, self.jobs[j]
+        p0, p1 = int(self.starts[s0]), int(self.starts[s1])
+        loss, n = engine.train_chunk(
+            m.w_in, m.w_out, m.w_hs, self.ids, self.starts, s0, s1, *self.tables,
+            m.sg, m.negative, m.hs, m.window, self.alpha(e, p0), self.alpha(e, p1), seed)
+        return loss, n, p1 - p0
+
+    def epoch(self, e: int) -> dict:
+        """Run every job of epoch e (in order with one worker) and return its record."""
+        m, start = self.model, time.perf_counter()
+        seeds = np.random.SeedSequence([m.seed, m.epochs_trained]).generate_state(len(self.jobs), np.uint64)
+        args = [(e, j, int(seeds[j] >> 1)) for j in range(len(self.jobs))]
+        if self.pool is None:
+            results = (self.job(*a) for a in args)
+        else:
+            results = (f.result() for f in as_completed([self.pool.submit(self.job, *a) for a in args]))
+        loss_sum, examples, done = 0.0, 0, 0
+        for loss, n, words in results:
+            shown = round(done * self.raw / self.total)  # raw words, so an epoch adds up exactly
+            loss_sum, examples, done = loss_sum + loss, examples + n, done + words
+            self.bar.update(round(done * self.raw / self.total) - shown)
+            self.bar.set_postfix(lr=f"{self.alpha(e, done):.5f}", loss=f"{loss_sum / max(examples, 1):.4f}",
+                                 refresh=False)
+        seconds = time.perf_counter() - start
+        m.epochs_trained += 1
+        return {"epoch": m.epochs_trained, "loss": loss_sum / max(examples, 1), "examples": examples,
+                "alpha": round(self.alpha(e, self.total), 8), "words": self.raw, "seconds": round(seconds, 3),
+                "words_per_s": round(self.raw / max(seconds, 1e-9))}
+
+
+def _corpus(sentences: Sentences | None, corpus_file, once: bool = False) -> Sentences:
+    """Exactly one of sentences or corpus file path(s); re-iterable unless read `once`."""
+    if (sentences is None) == (corpus_file is None):
+        raise RnnlabError("give either sentences or corpus_file")
+    if corpus_file is not None:
+        return Corpus(corpus_file)
+    if not once and iter(sentences) is sentences:
+        raise RnnlabError("sentences must be re-iterable (a list or a Corpus), not an iterator")
+    return sentences
+
+
+def _checked(sentences: Sentences) -> Iterable[Sequence[str]]:
+    """Sentences, refusing a bare string: it would be read as a list of characters."""
+    for sentence in sentences:
+        if isinstance(sentence, str):
+            raise RnnlabError("each sentence must be a list of tokens, not a string")
+        yield sentence

@@ -1,0 +1,258 @@
+"""Word2Vec training on tiny corpora with planted structure; tables, files and the CLI."""
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from rnnlab.cli import main
+from rnnlab.errors import RnnlabError
+from rnnlab.word2vec import Word2Vec, WordVectors
+from rnnlab.word2vec.huffman import huffman_codes
+from rnnlab.word2vec.train import (
+    alias_probabilities,
+    alias_table,
+    keep_probabilities,
+    noise_distribution,
+)
+
+GENDER = {"m": ["he", "his", "him", "sir"], "f": ["she", "her", "hers", "madam"]}
+ROLE = {"royal": ["crown", "throne", "palace", "reign"], "common": ["street", "work", "house", "job"]}
+PERSON = {("m", "royal"): "king", ("f", "royal"): "queen", ("m", "common"): "man",
+          ("f", "common"): "woman"}
+
+
+def planted_corpus(n: int = 1500, seed: int = 0) -> list[list[str]]:
+    """Sentences of one person word with two gender and two role context words, shuffled."""
+    rng = np.random.default_rng(seed)
+    sentences = []
+    for _ in range(n):
+        (gender, role), person = list(PERSON.items())[rng.integers(4)]
+        words = [person, *rng.choice(GENDER[gender], 2), *rng.choice(ROLE[role], 2)]
+        sentences.append([str(w) for w in rng.permutation(words)])
+    return sentences
+
+
+def topic_corpus(n: int = 800, seed: int = 0) -> list[list[str]]:
+    """cat/dog share contexts (pets), car/truck share others (roads); never mixed."""
+    rng = np.random.default_rng(seed)
+    topics = [(["cat", "dog"], ["eats", "food", "pet", "fur", "vet"]),
+              (["car", "truck"], ["drives", "road", "fuel", "wheel", "garage"])]
+    sentences = []
+    for _ in range(n):
+        subjects, contexts = topics[rng.integers(2)]
+        sentences.append([str(rng.choice(subjects)), *map(str, rng.choice(contexts, 4))])
+    return sentences
+
+
+SMALL = dict(vector_size=16, window=3, min_count=1, sample=0, epochs=8, workers=1)
+
+
+# -- the sampling tables ---------------------------------------------------------------------
+
+
+def test_keep_probabilities_follow_word2vec_c():
+    counts = np.array([100_000, 5_000, 50, 1])
+    t = 1e-3 * counts.sum()
+    expected = np.minimum(1, (np.sqrt(counts / t) + 1) * t / counts)
+    np.testing.assert_allclose(keep_probabilities(counts, 1e-3), expected, rtol=1e-6)
+    assert keep_probabilities(counts, 1e-3)[0] == pytest.approx(0.03346, abs=1e-5)
+    assert keep_probabilities(counts, 1e-3)[2:].tolist() == [1.0, 1.0]
+    assert keep_probabilities(counts, 0).tolist() == [1.0] * 4
+
+
+def test_noise_table_is_unigram_to_the_three_quarters():
+    counts = np.array([1000, 300, 300, 20, 5, 1])
+    p = noise_distribution(counts)
+    np.testing.assert_allclose(p / p[-1], counts**0.75)
+    prob, alias = alias_table(p)
+    np.testing.assert_allclose(alias_probabilities(prob, alias), p, atol=1e-7)
+
+
+def test_a_literal_unk_token_keeps_its_own_count():
+    corpus = [["<unk>", "a", "a", "b", "rare1"], ["<unk>", "a", "a", "b", "rare2", "rare3"]]
+    model = Word2Vec(min_count=2)
+    model.build_vocab(corpus)
+    assert dict(zip(model.vocab.itos, model.vocab.counts.tolist())) == {"a": 4, "<unk>": 2, "b": 2}
+
+
+def test_huffman_codes_are_prefix_free_and_shorter_for_frequent_words():
+    counts = np.array([900, 400, 400, 120, 60, 33, 9, 8, 2, 1, 1])
+    codes, points, lengths = huffman_codes(counts)
+    words = ["".join(map(str, codes[w, : lengths[w]])) for w in range(len(counts))]
+    assert len(set(words)) == len(words)
+    assert not any(a != b and b.startswith(a) for a in words for b in words)
+    assert sum(2.0 ** -len(w) for w in words) == pytest.approx(1.0)  # a full binary tree
+    for a in range(len(counts)):
+        for b in range(len(counts)):
+            if counts[a] > counts[b]:
+                assert lengths[a] <= lengths[b]
+    assert lengths[0] < lengths[-1]
+    assert (points[:, 0] == len(counts) - 2).all()  # every path starts at the root
+    for w in range(len(counts)):
+        assert 0 <= points[w, : lengths[w]].min() and points[w, : lengths[w]].max() <= len(counts) - 2
+
+
+def test_huffman_of_one_word_is_empty():
+    codes, points, lengths = huffman_codes(np.array([5]))
+    assert lengths.tolist() == [0]
+
+
+# -- what training learns --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sg,hs,negative", [(True, False, 5), (False, False, 5), (True, True, 0),
+                                            (False, True, 0)])
+def test_words_sharing_contexts_end_up_nearer(sg, hs, negative):
+    model = Word2Vec(topic_corpus(), sg=sg, hs=hs, negative=negative, seed=3, **SMALL)
+    wv = model.wv
+    assert wv.similarity("cat", "dog") > max(wv.similarity("cat", w) for w in ("car", "truck")) + 0.1
+    assert wv.similarity("car", "truck") > max(wv.similarity("car", w) for w in ("cat", "dog")) + 0.1
+    losses = [r["loss"] for r in model.loss_history]
+    assert len(losses) == 8 and losses[-1] < losses[0]
+
+
+def test_planted_analogy_is_recovered():
+    model = Word2Vec(planted_corpus(), vector_size=20, window=5, min_count=1, sample=0, epochs=10,
+                     workers=1, seed=1)
+    answers = model.wv.analogy("man", "king", "woman", topn=3)
+    assert answers[0][0] == "queen"
+    assert model.wv.analogy("king", "queen", "man")[0][0] == "woman"
+
+
+def test_fixed_seed_with_one_worker_is_bit_identical():
+    corpus = topic_corpus(300)
+    a = Word2Vec(corpus, seed=7, **SMALL)
+    b = Word2Vec(corpus, seed=7, **SMALL)
+    c = Word2Vec(corpus, seed=8, **SMALL)
+    assert np.array_equal(a.w_in, b.w_in) and np.array_equal(a.w_out, b.w_out)
+    assert a.loss_history[-1]["loss"] == b.loss_history[-1]["loss"]
+    assert not np.array_equal(a.w_in, c.w_in)
+
+
+def test_two_workers_train_too():
+    model = Word2Vec(topic_corpus(), seed=3, **{**SMALL, "workers": 2})
+    assert np.isfinite(model.w_in).all()
+    assert model.wv.similarity("cat", "dog") > model.wv.similarity("cat", "car")
+
+
+def test_subsampling_keeps_words_with_the_formula_probability():
+    corpus = [["the", "the", "the", "a", "b"]] * 2000
+    model = Word2Vec(vector_size=4, min_count=1, sample=1e-2, epochs=1, workers=1, window=1)
+    model.build_vocab(corpus)
+    model.train(corpus)
+    # Skip-gram with window 1 makes 2 (n - 1) examples from a sentence of n kept words.
+    keep = keep_probabilities(model.vocab.counts, 1e-2)
+    p_the, p_a, p_b = (keep[model.vocab[w]] for w in ("the", "a", "b"))
+    kept = 3 * p_the + p_a + p_b
+    some = 1 - (1 - p_the) ** 3 * (1 - p_a) * (1 - p_b)
+    expected = len(corpus) * 2 * (kept - some)
+    assert p_the < 0.2 and model.loss_history[-1]["examples"] == pytest.approx(expected, rel=0.08)
+    model.sample = 0
+    model.train(corpus, epochs=1)
+    assert model.loss_history[-1]["examples"] == len(corpus) * 8
+
+
+def test_defaults_are_word2vec_c_and_gensim():
+    m = Word2Vec()
+    assert (m.vector_size, m.window, m.negative, m.min_count, m.sample, m.epochs, m.sg, m.hs) == (
+        100, 5, 5, 5, 1e-3, 5, True, False)
+    assert m.alpha == 0.025 and Word2Vec(sg=False).alpha == 0.05 and m.min_alpha == 1e-4
+
+
+def test_bad_settings_and_inputs_are_user_errors():
+    with pytest.raises(RnnlabError, match="negative"):
+        Word2Vec(negative=0, hs=False)
+    with pytest.raises(RnnlabError, match="re-iterable"):
+        Word2Vec(iter(topic_corpus(10)), min_count=1)
+    with pytest.raises(RnnlabError, match="list of tokens"):
+        Word2Vec(["a sentence as a string"], min_count=1)
+    with pytest.raises(RnnlabError, match="min_count"):
+        Word2Vec([["a", "b"]], min_count=5)
+    with pytest.raises(RnnlabError, match="two words"):
+        Word2Vec([["a", "a"]], min_count=1)
+    with pytest.raises(RnnlabError, match="build_vocab"):
+        Word2Vec().train([["a"]])
+
+
+# -- files: the model folder and continued training -----------------------------------------
+
+
+@pytest.mark.parametrize("hs,negative", [(False, 5), (True, 0), (True, 3)])
+def test_model_folder_round_trips(tmp_path, hs, negative):
+    model = Word2Vec(topic_corpus(200), hs=hs, negative=negative, seed=2, **SMALL)
+    model.save(tmp_path / "model")
+    names = sorted(p.name for p in (tmp_path / "model").iterdir())
+    assert names == ["config.json", "vectors.safetensors", "vocab.json"]
+    back = Word2Vec.load(tmp_path / "model")
+    assert back.settings() == model.settings()
+    assert back.vocab == model.vocab and back.epochs_trained == model.epochs_trained
+    for name in ("w_in", "w_out", "w_hs"):
+        assert np.array_equal(getattr(back, name), getattr(model, name))
+    assert back.loss_history == model.loss_history
+    wv = WordVectors.load(tmp_path / "model")  # the folder is a vectors folder as well
+    assert np.array_equal(wv.vectors, model.w_in) and wv.index_to_key == model.vocab.itos
+
+
+def test_training_continues_on_more_text_with_new_words(tmp_path):
+    model = Word2Vec(topic_corpus(300), seed=2, **{**SMALL, "min_count": 2})
+    model.save(tmp_path / "model")
+    model = Word2Vec.load(tmp_path / "model")
+    old_rows = model.w_in.copy()
+    more = [["cat", "chases", "mouse", "pet"]] * 30 + [["rare", "word"]]
+    model.build_vocab(more, update=True)
+    assert "mouse" in model.wv and "chases" in model.wv and "rare" not in model.wv
+    assert np.array_equal(model.w_in[: len(old_rows)], old_rows)
+    assert model.vocab.counts[model.vocab["cat"]] > 30 and model.vocab.counts[model.vocab["mouse"]] == 30
+    before = model.wv.similarity("cat", "mouse")
+    model.train(more)
+    assert model.epochs_trained == 16 and len(model.loss_history) == 16
+    assert model.wv.similarity("cat", "mouse") > before
+
+
+def test_load_rejects_foreign_folders(tmp_path):
+    with pytest.raises(RnnlabError, match="not a word2vec model folder"):
+        Word2Vec.load(tmp_path)
+    (tmp_path / "config.json").write_text('{"format": "rnnlab-word2vec", "version": 99}')
+    with pytest.raises(RnnlabError, match="version"):
+        Word2Vec.load(tmp_path)
+
+
+# -- the command line --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def corpus_file(tmp_path):
+    path = tmp_path / "corpus.txt.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.writelines(" ".join(s) + "\n" for s in topic_corpus(300))
+    return path
+
+
+@pytest.mark.parametrize("out", ["v.bin", "v.txt", "model"])
+def test_cli_writes_bin_txt_and_model_folder(tmp_path, corpus_file, capsys, out):
+    args = ["embed", str(corpus_file), "-o", str(tmp_path / out), "--size", "12", "--min-count", "1",
+            "--epochs", "2", "--threads", "1", "--quiet"]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    records = [json.loads(line) for line in lines[:2]]
+    assert [r["epoch"] for r in records] == [1, 2] and all(r["loss"] > 0 for r in records)
+    wv = WordVectors.load(tmp_path / out)
+    assert wv.vector_size == 12 and "truck" in wv
+    if out == "model":
+        assert main(["embed", str(corpus_file), "-o", str(tmp_path / "model2"), "--init",
+                     str(tmp_path / "model"), "--epochs", "1", "--quiet"]) == 0
+        assert Word2Vec.load(tmp_path / "model2").epochs_trained == 3
+
+
+def test_corpus_file_trains_like_the_same_sentences(corpus_file):
+    settings = {**SMALL, "epochs": 2}
+    from_file = Word2Vec(corpus_file=corpus_file, **settings)
+    from_list = Word2Vec(topic_corpus(300), **settings)
+    assert from_file.vocab == from_list.vocab and np.array_equal(from_file.w_in, from_list.w_in)
+
+
+def test_cli_reports_user_errors(tmp_path, capsys):
+    assert main(["embed", str(tmp_path / "missing.txt"), "-o", str(tmp_path / "v.bin")]) == 2
+    assert "rnnlab embed: error:" in capsys.readouterr().err
