@@ -84,7 +84,7 @@ class Vocabulary:
         itos = [*specials, *(t for t, _ in ranked)]
         counts = [counter.get(t, 0) for t in specials] + [c for _, c in ranked]
         vocab = cls(itos, counts, specials)
-        if UNK in vocab.stoi:
+        if UNK in special_set:  # a corpus's own literal "<unk>" word keeps its own count
             vocab.counts[vocab.stoi[UNK]] += sum(counter.values()) - sum(counts)
         return vocab
 

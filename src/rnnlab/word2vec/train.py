@@ -93,15 +93,8 @@ def alias_probabilities(prob: np.ndarray, alias: np.ndarray) -> np.ndarray:
 
 
 def count_words(sentences: Sentences, min_count: int, max_size: int | None = None) -> Vocabulary:
-    """Words seen min_count times, most frequent first, with their counts (no special tokens).
-
-    Counted with min_count=1 and cut here: with a cut, Vocabulary.build adds the dropped words'
-    counts to a literal "<unk>" token (WikiText and PTB have one), which would skew subsampling.
-    """
-    full = Vocabulary.build(_checked(sentences), 1, specials=())
-    n = int(np.sum(full.counts >= min_count))  # counts are sorted, descending
-    n = n if max_size is None else min(n, max_size)
-    return Vocabulary(full.itos[:n], full.counts[:n], specials=())
+    """Words seen min_count times, most frequent first, with their counts (no special tokens)."""
+    return Vocabulary.build(_checked(sentences), min_count, max_size, specials=())
 
 
 class Word2Vec:
