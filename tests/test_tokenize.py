@@ -1,8 +1,13 @@
-"""Tokenizers: words (whitespace, lowercasing, punctuation), characters, pre-segmented text."""
+"""Tokenizers: words (whitespace, lowercasing, punctuation), characters, pre-segmented text, jieba."""
+
+import logging
+import sys
+import types
 
 import pytest
 
 from rnnlab.errors import RnnlabError
+from rnnlab.text.corpus import Corpus
 from rnnlab.text.tokenize import get_tokenizer, tokenize_chars, tokenize_segmented, tokenize_words
 
 
@@ -40,3 +45,52 @@ def test_get_tokenizer_levels_and_options():
     assert get_tokenizer("segmented", lower=True)("Ab ,") == ["Ab", ","]
     with pytest.raises(RnnlabError, match="unknown tokenizer level"):
         get_tokenizer("sentencepiece")
+
+
+def test_jieba_missing_is_one_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "jieba", None)  # makes `import jieba` fail even if installed
+    with pytest.raises(RnnlabError) as e:
+        get_tokenizer("jieba")
+    assert str(e.value) == (
+        "raw Chinese text needs a word segmenter: pip install 'rnnlab[chinese]' (jieba), "
+        "or pass pre-segmented text with --level segmented"
+    )
+
+
+def fake_jieba(words):
+    """A stand-in for jieba: greedy longest match over `words`, one token per other character,
+    each space its own token, as jieba.lcut returns them."""
+    calls = {"log_level": None, "lines": []}
+
+    def lcut(line):
+        calls["lines"].append(line)
+        tokens, i = [], 0
+        longest_first = sorted(words, key=len, reverse=True)
+        while i < len(line):
+            j = next((i + len(w) for w in longest_first if line.startswith(w, i)), i + 1)
+            tokens.append(line[i:j])
+            i = j
+        return tokens
+
+    def set_log_level(level):
+        calls["log_level"] = level
+
+    return types.SimpleNamespace(lcut=lcut, setLogLevel=set_log_level), calls
+
+
+def test_jieba_level_segments_with_jieba_and_drops_spaces(monkeypatch):
+    module, calls = fake_jieba({"北京", "天安门", "ok"})
+    monkeypatch.setitem(sys.modules, "jieba", module)
+    tokenize = get_tokenizer("jieba")
+    assert calls["log_level"] == logging.WARNING
+    assert tokenize("我爱北京 天安门\u3000!") == ["我", "爱", "北京", "天安门", "!"]
+    assert get_tokenizer("jieba", lower=True)("OK北京") == ["ok", "北京"]
+    assert calls["lines"][-1] == "ok北京"
+
+
+def test_corpus_reads_raw_chinese_through_jieba(monkeypatch, tmp_path):
+    module, _ = fake_jieba({"北京", "天安门"})
+    monkeypatch.setitem(sys.modules, "jieba", module)
+    path = tmp_path / "raw.txt"
+    path.write_text("我爱北京天安门\n\n天安门 北京\n", encoding="utf-8")
+    assert list(Corpus(path, level="jieba")) == [["我", "爱", "北京", "天安门"], ["天安门", "北京"]]

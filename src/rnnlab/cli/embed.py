@@ -38,7 +38,7 @@ SETTINGS = [
 
 def run(args: argparse.Namespace) -> None:
     out_format = format_for(args.output)
-    corpus = Corpus(args.corpus, lower=args.lower)
+    corpus = Corpus(args.corpus, lower=args.lower, encoding=args.encoding, errors=args.errors)
     if args.init is not None:
         model = Word2Vec.load(args.init)
         for flag in ("epochs", "alpha", "min_alpha", "workers", "seed"):
@@ -80,6 +80,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--hs", action="store_true",
                    help="hierarchical softmax (with --negative 0 alone, else with negative sampling)")
     p.add_argument("--lower", action="store_true", help="lowercase the text")
+    p.add_argument("--encoding", default="utf-8", help="text encoding of the corpus (default utf-8)")
+    p.add_argument("--errors", default="strict", metavar="HANDLER",
+                   help="undecodable bytes: strict (stop with the byte offset, the default) or "
+                   "replace (read them as U+FFFD)")
     p.add_argument("--init", metavar="MODEL", default=None,
                    help="continue training this model folder with its settings (only --epochs, --alpha, "
                    "--min-alpha, --threads and --seed apply); new words seen min-count times join")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import torch
 from tqdm import tqdm
@@ -53,10 +54,23 @@ def run(args: argparse.Namespace) -> int:
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     if not cells:
         raise RnnlabError("--cells is empty")
+    unknown = [c for c in cells if c not in CELL_TYPES]
+    if unknown:
+        raise RnnlabError(f"unknown cell type {unknown[0]!r}; choose from {', '.join(CELL_TYPES)}")
     for name, value in (("length", args.length), ("hidden", args.hidden),
                         ("input-size", args.input_size), ("batch", args.batch)):
         if value < 1:
             raise RnnlabError(f"--{name} must be at least 1, got {value}")
+    # The Jacobians of every step, (length, batch, S, S) float64 with S up to 2 x hidden (h and
+    # C), are kept at once; refuse sizes the machine cannot hold before building anything.
+    need = 8 * args.length * args.batch * (2 * args.hidden) ** 2
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # a system that does not say
+        have = None
+    if have is not None and 4 * need > have:
+        raise RnnlabError(f"--hidden {args.hidden} with --length {args.length} and --batch {args.batch} "
+                          f"needs over {need / 2**30:.1f} GiB of Jacobians per cell; lower them")
     # Matrices of a few dozen rows: extra threads only add synchronisation.
     torch.set_num_threads(1)
     with tqdm(total=len(cells) * len(args.radius), desc="gradflow", leave=False) as bar:

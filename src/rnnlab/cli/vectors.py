@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import unicodedata
 from pathlib import Path
 
 from rnnlab.errors import RnnlabError
@@ -21,6 +22,10 @@ def _add_vectors_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace) -> WordVectors:
+    for name in ("limit", "topn", "restrict_vocab"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise RnnlabError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     return WordVectors.load(args.vectors, limit=args.limit)
 
 
@@ -34,18 +39,30 @@ def gensim_test_file(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def display_width(text: str) -> int:
+    """Terminal columns of `text`: two for wide characters (CJK, emoji), none for combining marks."""
+    return sum(
+        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
+        for c in text
+    )
+
+
+def print_scores(rows: list[tuple[str, float]]) -> None:
+    """Words and scores in two columns, padded by display width so that Chinese lines up too."""
+    width = max((display_width(word) for word, _ in rows), default=0)
+    for word, score in rows:
+        print(f"{word}{' ' * (width - display_width(word))}  {score:7.4f}")
+
+
 def run_similar(args: argparse.Namespace) -> None:
     wv = _load(args)
-    for word, score in wv.most_similar(args.word, topn=args.topn, restrict_vocab=args.restrict_vocab):
-        print(f"{word}\t{score:.4f}")
+    print_scores(wv.most_similar(args.word, topn=args.topn, restrict_vocab=args.restrict_vocab))
 
 
 def run_analogy(args: argparse.Namespace) -> None:
     wv = _load(args)
     print(f"{args.a} : {args.b} = {args.c} : ?")
-    answers = wv.analogy(args.a, args.b, args.c, topn=args.topn, restrict_vocab=args.restrict_vocab)
-    for word, score in answers:
-        print(f"{word}\t{score:.4f}")
+    print_scores(wv.analogy(args.a, args.b, args.c, topn=args.topn, restrict_vocab=args.restrict_vocab))
 
 
 def run_eval(args: argparse.Namespace) -> None:

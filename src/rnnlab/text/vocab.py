@@ -52,8 +52,14 @@ class Vocabulary:
         counts = np.zeros(len(self.itos)) if counts is None else np.asarray(counts)
         if counts.shape != (len(self.itos),):
             raise RnnlabError(f"{len(counts)} counts for {len(self.itos)} tokens")
-        if counts.size and (counts.min() < 0 or not np.all(counts == np.floor(counts))):
-            raise RnnlabError("vocabulary counts must be non-negative integers")
+        # Counts past int64 (a damaged file) would wrap around or overflow in astype below.
+        if counts.size and not (
+            np.issubdtype(counts.dtype, np.number)
+            and 0 <= counts.min()
+            and counts.max() <= np.iinfo(np.int64).max
+            and np.all(counts == np.floor(counts))
+        ):
+            raise RnnlabError("vocabulary counts must be non-negative integers below 2**63")
         self.counts = counts.astype(np.int64)
         self.specials = tuple(t for t in specials if t in self.stoi)
 

@@ -264,6 +264,8 @@ def read_vectors(
     errors: str = "strict",
 ) -> Loaded:
     """Read any of FORMATS, detecting the format when `format` is None."""
+    if limit is not None and limit < 1:
+        raise RnnlabError(f"limit must be at least 1, got {limit}")
     format = format or detect_format(path)
     if format == "native":
         words, matrix, counts = read_native(path, mmap=mmap)

@@ -23,6 +23,7 @@ the same folder as vectors; `Word2Vec.load` reads it to go on training.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import time
 from array import array
@@ -141,6 +142,13 @@ class Word2Vec:
             self.train(corpus, progress=progress)
 
     def _check_settings(self) -> None:
+        # config.json is user-editable: types first, so that every comparison below is sound.
+        for name in ("vector_size", "window", "negative", "min_count", "epochs", "workers", "seed"):
+            _check_type(name, getattr(self, name), int)
+        for name in ("sample", "alpha", "min_alpha"):
+            _check_type(name, getattr(self, name), float)
+        if self.max_vocab_size is not None:
+            _check_type("max_vocab_size", self.max_vocab_size, int)
         checks = [
             (self.vector_size >= 1, f"vector_size must be at least 1, got {self.vector_size}"),
             (self.window >= 1, f"window must be at least 1, got {self.window}"),
@@ -151,6 +159,9 @@ class Word2Vec:
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
             (self.alpha > 0 and self.min_alpha >= 0, "alpha must be positive, min_alpha not negative"),
             (self.workers >= 1, f"workers must be at least 1, got {self.workers}"),
+            (self.seed >= 0, f"seed must be 0 or more, got {self.seed}"),
+            (self.max_vocab_size is None or self.max_vocab_size >= 1,
+             f"max_vocab_size must be at least 1, got {self.max_vocab_size}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -174,7 +185,9 @@ class Word2Vec:
         if not update or self.vocab is None:
             vocab = count_words(corpus, self.min_count, self.max_vocab_size)
             if len(vocab) == 0:
-                raise RnnlabError(f"no word occurs min_count={self.min_count} times in the corpus")
+                raise RnnlabError(f"no word occurs min_count={self.min_count} times in the corpus; "
+                                  "lower min_count (--min-count)")
+            self._check_memory(len(vocab))
             self.vocab = vocab
             self.w_in = self._init_rows(len(vocab), 0)
             self.w_out = np.zeros((len(vocab) if self.negative else 0, self.vector_size), np.float32)
@@ -182,6 +195,14 @@ class Word2Vec:
         else:
             self._add_words(count_words(corpus, 1))
         self._wv = None
+
+    def _check_memory(self, words: int) -> None:
+        """Refuse, before allocating, matrices that cannot fit in this machine's memory."""
+        need = 4 * words * self.vector_size * (1 + bool(self.negative) + self.hs)
+        have = _physical_memory()
+        if have is not None and need > have:
+            raise RnnlabError(f"{words} words x {self.vector_size} dimensions need {need / 2**30:.1f} GiB, "
+                              f"more than this machine's {have / 2**30:.1f} GiB; lower the vector size")
 
     def _init_rows(self, n: int, first: int) -> np.ndarray:
         """word2vec.c's start: input vectors uniform in +-0.5 / dim (output vectors start at 0)."""
@@ -330,10 +351,19 @@ class Word2Vec:
         if config.get("version") != VERSION:
             raise RnnlabError(f"{path / CONFIG}: unsupported model version {config.get('version')!r}")
         settings = config.get("settings", {})
+        if not isinstance(settings, dict):
+            raise RnnlabError(f"{path / CONFIG}: 'settings' must be an object")
         unknown = set(settings) - set(SETTINGS)
         if unknown:
             raise RnnlabError(f"{path / CONFIG}: unknown settings {sorted(unknown)}")
-        model = cls(**settings)
+        try:
+            for name in ("hs", "sg"):
+                _check_type(name, settings.get(name, False), bool)
+            _check_type("epochs_trained", config.get("epochs_trained", 0), int)
+            _check_type("loss_history", config.get("loss_history", []), list)
+            model = cls(**settings)
+        except RnnlabError as e:
+            raise RnnlabError(f"{path / CONFIG}: {e}") from None
         model.vocab = Vocabulary.load(path / NATIVE_VOCAB)
         try:
             tensors = safetensors.numpy.load_file(path / NATIVE_VECTORS)
@@ -406,6 +436,25 @@ class _Run:
         return {"epoch": m.epochs_trained, "loss": loss_sum / max(examples, 1), "examples": examples,
                 "alpha": round(self.alpha(e, self.total), 8), "words": self.raw, "seconds": round(seconds, 3),
                 "words_per_s": round(self.raw / max(seconds, 1e-9))}
+
+
+KINDS = {int: (numbers.Integral, "an integer"), float: (numbers.Real, "a number"),
+         bool: (bool, "true or false"), list: (list, "a list")}
+
+
+def _check_type(name: str, value: object, kind: type) -> None:
+    """RnnlabError unless `value` is of `kind` (a key of KINDS); a bool is not a number."""
+    cls, description = KINDS[kind]
+    if isinstance(value, bool) != (kind is bool) or not isinstance(value, cls):
+        raise RnnlabError(f"{name} must be {description}, got {value!r}")
+
+
+def _physical_memory() -> int | None:
+    """Bytes of RAM, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def _corpus(sentences: Sentences | None, corpus_file, once: bool = False) -> Sentences:

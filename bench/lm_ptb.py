@@ -1,0 +1,164 @@
+"""PTB word-level language models: Zaremba et al.'s small config, a ≤6M-parameter model in ≤60
+minutes, and word2vec-initialised against random embeddings.
+
+    python bench/lm_ptb.py small            # benchmark 1 (≈ 13 epochs; resumes if interrupted)
+    python bench/lm_ptb.py best             # benchmark 2 (60-minute budget)
+    python bench/lm_ptb.py vectors          # benchmark 3 (two runs side by side)
+    python bench/lm_ptb.py small --report   # write the JSON from the epochs done so far
+
+Each run keeps its model folder under --work (outside the repository) and resumes from its
+`last` checkpoint when started again; results go to bench/results/lm_ptb_<name>.json.
+Data: ../shared/data/ptb (Mikolov's PTB, 10k vocabulary; `<eos>` is rnnlab's `</s>`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from rnnlab.fileio import atomic_write
+from rnnlab.lm import train_language_model
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data" / "ptb"
+RESULTS = ROOT / "bench" / "results"
+FILES = {"train": DATA / "ptb.train.txt.gz", "valid": DATA / "ptb.valid.txt",
+         "test": DATA / "ptb.test.txt"}
+
+# Zaremba et al. 2014, "small": 2 × 200, no dropout, U(±0.1), SGD lr 1 halved every epoch
+# after epoch 4, 13 epochs, clip 5, bptt 20, batch 20, loss summed over time. Paper: 120.7 / 114.5.
+SMALL = dict(cell="lstm", layers=2, hidden_size=200, embed_size=200, dropout=0.0,
+             tie_weights=False, init_range=0.1, optimizer="sgd", lr=1.0, schedule="zaremba",
+             lr_decay=0.5, decay_after=4, epochs=13, clip=5.0, bptt=20, batch_size=20,
+             loss="sum", eval_batch_size=10, seed=1)
+
+# Benchmark 2: at most 6M parameters, at most 60 minutes of training. Tied 2 × 350 LSTM with
+# dropout 0.5 (≈ 5.5M parameters); Zaremba-medium-style schedule compressed into the budget.
+BEST = dict(SMALL, hidden_size=350, embed_size=350, tie_weights=True, dropout=0.5,
+            init_range=0.05, bptt=35, decay_after=6, lr_decay=1 / 1.2, epochs=39,
+            max_minutes=60.0)
+
+# Benchmark 3: the small config with embeddings from word2vec trained on PTB train
+# (gensim skip-gram, d200, window 5, negative 5, 5 epochs), fine-tuned, against random ones.
+VECTORS = dict(SMALL, epochs=6)
+
+PAPER = {"small": {"valid_ppl": 120.7, "test_ppl": 114.5,
+                   # ANCHORS.md, plain torch.nn.LSTM, summed loss, seed 1, on this kind of machine
+                   "anchor_here_valid_ppl_by_epoch": [182, 145, 135, 130, 119, 118],
+                   "anchor_here_valid_test": [117.2, 113.3]}}
+REQUIRED = {"small": {"test_ppl_max": 116.0}}
+
+
+def count_params(model: torch.nn.Module) -> int:
+    """Parameters, tied ones once."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def report(name: str, runs: dict[str, Path], settings: dict[str, dict], extra: dict) -> dict:
+    """Write bench/results/lm_ptb_<name>.json from the runs' metrics.jsonl (done or not)."""
+    out = {"benchmark": f"lm_ptb_{name}", "machine": platform.machine(),
+           "torch": torch.__version__, "threads": torch.get_num_threads(), "runs": {}, **extra}
+    for run, folder in runs.items():
+        lines = []
+        if (folder / "metrics.jsonl").exists():
+            lines = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+        epochs = [r for r in lines if "epoch" in r]
+        test = next((r for r in lines if "test_ppl" in r), None)
+        out["runs"][run] = {
+            "settings": settings[run], "epochs_done": len(epochs),
+            "valid_ppl_by_epoch": [round(r["valid_ppl"], 2) for r in epochs],
+            "train_ppl_by_epoch": [round(r["train_ppl"], 2) for r in epochs],
+            "seconds_by_epoch": [r["seconds"] for r in epochs],
+            "tokens_per_s": [r["tokens_per_s"] for r in epochs],
+            "best_valid_ppl": min((r["valid_ppl"] for r in epochs), default=None),
+            "test_ppl": test["test_ppl"] if test else None,
+            "finished": test is not None,
+        }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"lm_ptb_{name}.json"
+    with atomic_write(path) as f:
+        f.write(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out["runs"], indent=2))
+    print(f"wrote {path}")
+    return out
+
+
+def run(folder: Path, settings: dict) -> dict:
+    """Train (or resume) one configuration in `folder`; return summary numbers."""
+    resume = (folder / "last" / "training.json").exists()
+    print(f"{'resuming' if resume else 'training'} {folder}: {json.dumps(settings)}", flush=True)
+    start = time.perf_counter()
+    if resume:
+        runtime = {k: v for k, v in settings.items() if k in ("epochs", "max_minutes")}
+        result = train_language_model(None, folder, resume=True, progress=False, **runtime)
+    else:
+        result = train_language_model(FILES["train"], folder, valid=str(FILES["valid"]),
+                                      test=str(FILES["test"]), progress=False, **settings)
+    return {"params": count_params(result.model), "stopped": result.stopped,
+            "test": result.test, "wall_s_this_run": round(time.perf_counter() - start)}
+
+
+def word2vec_file(work: Path, dim: int) -> Path:
+    """Word2vec text vectors trained on PTB train (gensim), with `</s>` for each line end."""
+    path = work / f"ptb-w2v-{dim}.txt"
+    if path.exists():
+        return path
+    from gensim.models import Word2Vec
+
+    from rnnlab.lm.data import read_text, tokenize_lines
+
+    sentences = list(tokenize_lines(read_text(FILES["train"]), "word", "stream"))
+    model = Word2Vec(sentences, vector_size=dim, window=5, negative=5, sg=1, min_count=1,
+                     sample=1e-3, epochs=5, workers=1, seed=1)
+    model.wv.save_word2vec_format(str(path))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("which", choices=["small", "best", "vectors"])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/rnnlab-bench"),
+                        help="folder for the model folders (outside the repository)")
+    parser.add_argument("--report", action="store_true",
+                        help="only write the JSON from the epochs done so far")
+    parser.add_argument("--run", help="train only this run of the benchmark (e.g. random or "
+                                      "word2vec, to run them side by side); the JSON covers all")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1 is fastest on a busy 2-core machine)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    work = args.work
+    if args.which == "small":
+        runs, settings = {"small": work / "ptb_small"}, {"small": SMALL}
+    elif args.which == "best":
+        runs, settings = {"best": work / "ptb_best"}, {"best": BEST}
+    else:
+        runs = {"random": work / "ptb_vec_random", "word2vec": work / "ptb_vec_w2v"}
+        settings = {"random": VECTORS, "word2vec": dict(VECTORS, vectors=None)}
+    extra = {"paper": PAPER.get(args.which), "required": REQUIRED.get(args.which),
+             "command": " ".join(["python", *sys.argv])}
+    previous = RESULTS / f"lm_ptb_{args.which}.json"
+    if previous.exists():  # keep the summaries of earlier (or side-by-side) runs
+        kept = ("command",) if args.report else ()
+        extra |= {k: v for k, v in json.loads(previous.read_text()).items()
+                  if k.endswith("_summary") or k in kept}
+    if not args.report:
+        for run_name, folder in runs.items():
+            if args.run and run_name != args.run:
+                continue
+            cfg = dict(settings[run_name])
+            if run_name == "word2vec":
+                cfg["vectors"] = str(word2vec_file(work, cfg["embed_size"]))
+                settings[run_name] = cfg
+            extra[f"{run_name}_summary"] = run(folder, cfg)
+    report(args.which, runs, settings, extra)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""`rnnlab train`: train a word- or character-level recurrent language model."""
+
+from __future__ import annotations
+
+import argparse
+
+from rnnlab.cells import CELL_TYPES
+from rnnlab.lm.data import LEVELS, MODES
+from rnnlab.lm.train import LOSSES, OPTIMIZERS, SCHEDULES, TrainSettings
+
+D = TrainSettings()
+
+EPILOG = """\
+defaults follow Zaremba et al.'s small PTB model (2 x 200 LSTM, U(-0.1, 0.1) init, SGD lr 1
+halved every epoch after the 4th, clip 5, bptt 20, batch 20, 13 epochs, loss summed over time),
+except that the decoder is tied to the embedding: add --no-tie for the paper's exact model.
+
+MODEL_DIR gets best/ and last/ (model folders: model.safetensors, config.json, vocab.json;
+last/ also the training state), metrics.jsonl (one JSON line per epoch, also printed) and
+curve.png. Ctrl-C saves last/ and stops; --resume continues exactly where it stopped.
+
+examples:
+  rnnlab train ptb.train.txt --valid ptb.valid.txt --test ptb.test.txt -o ptb-small
+  rnnlab train input.txt --split 0.05 0.05 --level char --optimizer adam --hidden-size 512 \\
+      --layers 3 --dropout 0.5 --bptt 25 --batch-size 32 -o shakespeare
+  rnnlab train ptb.train.txt --valid ptb.valid.txt --vectors vectors.txt -o ptb-w2v
+  rnnlab train -o ptb-small --resume --epochs 20
+"""
+
+
+def register(subparsers) -> None:
+    """Add the `train` subcommand."""
+    p = subparsers.add_parser(
+        "train", help="train a recurrent language model (word or character level)",
+        description="Train a recurrent language model on a text file: one sentence or line "
+                    "per line, plain or .gz.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=argparse.SUPPRESS)
+    p.add_argument("train", nargs="?", default=None, metavar="TRAIN",
+                   help="training text (may be left out with --resume)")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR",
+                   help="folder for checkpoints, metrics and the curve")
+    p.add_argument("--resume", action="store_true", default=False,
+                   help="continue the run in MODEL_DIR from MODEL_DIR/last")
+
+    g = p.add_argument_group("data")
+    g.add_argument("--valid", metavar="FILE", help="validation text (model selection, schedule)")
+    g.add_argument("--test", metavar="FILE", help="test text, scored with the best model")
+    g.add_argument("--split", nargs=2, type=float, metavar=("VALID", "TEST"),
+                   help="cut validation and test fractions off the end of TRAIN instead")
+    g.add_argument("--level", choices=LEVELS, help=f"tokens: words or characters ({D.level})")
+    g.add_argument("--mode", choices=MODES,
+                   help="stream: one continuous text in bptt blocks, state carried; sentence: "
+                        f"each line '<s> ... </s>' from a zero state ({D.mode})")
+    g.add_argument("--lower", action="store_true", help="lowercase the text")
+    g.add_argument("--min-count", type=int, help=f"rarer tokens become <unk> ({D.min_count})")
+    g.add_argument("--max-vocab", type=int, help="keep at most this many tokens (all)")
+
+    g = p.add_argument_group("model")
+    g.add_argument("--cell", choices=CELL_TYPES, help=f"recurrent cell ({D.cell})")
+    g.add_argument("--layers", type=int, help=f"recurrent layers ({D.layers})")
+    g.add_argument("--hidden-size", type=int, help=f"units per layer ({D.hidden_size})")
+    g.add_argument("--embed-size", type=int,
+                   help="embedding size (the vectors' dimension, else the hidden size)")
+    g.add_argument("--dropout", type=float,
+                   help=f"dropout on the embedding, between layers and before the decoder "
+                        f"({D.dropout})")
+    g.add_argument("--no-tie", dest="tie_weights", action="store_false",
+                   help="separate decoder weights (default: tied to the embedding)")
+    g.add_argument("--init-range", type=float,
+                   help=f"uniform initialisation range for all weights ({D.init_range}); "
+                        "0 keeps the cells' own initialisation")
+    g.add_argument("--vectors", metavar="FILE",
+                   help="initialise the embedding from word vectors (rnnlab folder, word2vec "
+                        ".bin/.txt or GloVe)")
+    g.add_argument("--freeze-vectors", action="store_true",
+                   help="keep the loaded vectors fixed (turns weight tying off)")
+
+    g = p.add_argument_group("training")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, help=f"({D.optimizer})")
+    g.add_argument("--lr", type=float, help="learning rate (SGD 1.0, Adam 0.001)")
+    g.add_argument("--schedule", choices=SCHEDULES,
+                   help="zaremba: constant, then x lr-decay per epoch; plateau: / plateau-factor "
+                        "when validation loss stalls; auto: zaremba for SGD, plateau for Adam")
+    g.add_argument("--lr-decay", type=float, help=f"zaremba decay per epoch ({D.lr_decay})")
+    g.add_argument("--decay-after", type=int,
+                   help=f"zaremba: epochs at the full rate ({D.decay_after})")
+    g.add_argument("--plateau-factor", type=float, help=f"({D.plateau_factor})")
+    g.add_argument("--loss", choices=LOSSES,
+                   help="sum: cross-entropy summed over the steps of a block, averaged over the "
+                        "batch (Zaremba); mean: per token; auto: sum for SGD, mean for Adam")
+    g.add_argument("--clip", type=float, help=f"max gradient norm, 0 = off ({D.clip})")
+    g.add_argument("--weight-decay", type=float, help=f"({D.weight_decay})")
+    g.add_argument("--bptt", type=int, help=f"truncated BPTT length, stream mode ({D.bptt})")
+    g.add_argument("--batch-size", type=int, help=f"({D.batch_size})")
+    g.add_argument("--eval-batch-size", type=int, help=f"({D.eval_batch_size})")
+    g.add_argument("--epochs", type=int, help=f"({D.epochs})")
+    g.add_argument("--patience", type=int,
+                   help="stop after this many epochs without a better validation loss (off)")
+    g.add_argument("--max-bad-steps", type=int,
+                   help=f"non-finite steps in a row before giving up ({D.max_bad_steps})")
+    g.add_argument("--max-steps", type=int, help="stop after this many steps (checkpointed)")
+    g.add_argument("--max-minutes", type=float, help="stop after this much time (checkpointed)")
+    g.add_argument("--seed", type=int, help=f"({D.seed})")
+    g.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help="also save MODEL_DIR/last every N steps (every epoch only)")
+    g.add_argument("--threads", type=int, help="torch CPU threads (torch's default)")
+    g.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar")
+    g.add_argument("--quiet", action="store_true", help="no metrics lines or notes")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, print a summary line; exit 130 after Ctrl-C (checkpoint saved)."""
+    from rnnlab.lm.train import train_language_model
+
+    settings = {k: v for k, v in vars(args).items()
+                if k not in ("command", "func", "train", "output", "resume")}
+    if settings.get("init_range") == 0:
+        settings["init_range"] = None
+    result = train_language_model(args.train, args.output, resume=args.resume, **settings)
+    if not result.settings.quiet:
+        best = ("" if result.best_valid_loss is None else
+                f", best valid loss {result.best_valid_loss:.4f} (epoch {result.best_epoch})")
+        test = "" if result.test is None else f", test ppl {result.test['ppl']:.2f}"
+        print(f"{result.stopped}{best}{test}; model in {args.output}/best")
+    return 130 if result.stopped == "interrupted" else 0

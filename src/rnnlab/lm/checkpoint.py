@@ -1,0 +1,146 @@
+"""Model folders: weights as safetensors, settings as JSON, the vocabulary; never pickle.
+
+A folder holds `model.safetensors`, `config.json` (format and version, level, mode, the
+model's constructor arguments) and `vocab.json`. A training checkpoint (`MODEL_DIR/last`)
+adds `training.json` (counters, schedule, history, optimizer settings) and
+`training.safetensors` (optimizer state, RNG state, carried hidden state). Every folder is
+built under a temporary name and swapped in whole, so a crash never leaves half a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from safetensors.torch import load_model as st_load_model
+from safetensors.torch import save_model as st_save_model
+from torch import Tensor
+
+from rnnlab.errors import RnnlabError
+from rnnlab.fileio import atomic_dir
+from rnnlab.lm.model import LanguageModel
+from rnnlab.text.vocab import Vocabulary
+
+FORMAT = "rnnlab-lm"
+VERSION = 1
+
+
+def save_model(
+    path: str | Path, model: LanguageModel, vocab: Vocabulary, config: dict,
+    extra: dict | None = None, training: dict | None = None,
+) -> Path:
+    """Write a model folder atomically; `training` = {"state", "tensors", "optimizer"} adds resume data."""
+    meta = {"format": FORMAT, "version": VERSION, **config, "model": model.config, **(extra or {})}
+    with atomic_dir(path) as tmp:
+        # save_model (not save_file) stores tied weights once.
+        st_save_model(model, str(tmp / "model.safetensors"))
+        (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        vocab.save(tmp / "vocab.json")
+        if training is not None:
+            tensors = dict(training.get("tensors", {}))
+            state = dict(training["state"])
+            if training.get("optimizer") is not None:
+                opt_json, opt_tensors = _optimizer_to_files(training["optimizer"])
+                state["optimizer"] = opt_json
+                tensors.update({f"optimizer.{k}": v for k, v in opt_tensors.items()})
+            save_file({k: v.detach().contiguous() for k, v in tensors.items()},
+                      str(tmp / "training.safetensors"))
+            (tmp / "training.json").write_text(json.dumps(state, indent=2) + "\n",
+                                               encoding="utf-8")
+    return Path(path)
+
+
+def read_config(path: str | Path) -> dict:
+    """The validated config.json of a model folder."""
+    path = Path(path)
+    if not path.is_dir():
+        raise RnnlabError(f"{path}: no such model folder")
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RnnlabError(f"{path}: not a model folder (config.json missing)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RnnlabError(f"{path / 'config.json'}: not valid JSON ({e})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise RnnlabError(f"{path}: not an rnnlab language model (format is not {FORMAT!r})")
+    if config.get("version") != VERSION:
+        raise RnnlabError(f"{path}: model format version {config.get('version')!r} is not "
+                          f"supported (this rnnlab reads version {VERSION})")
+    for key in ("level", "mode", "model"):
+        if key not in config:
+            raise RnnlabError(f"{path / 'config.json'}: missing {key!r}")
+    return config
+
+
+def load_model(path: str | Path, device: str = "cpu") -> tuple[LanguageModel, Vocabulary, dict]:
+    """Read a model folder back: (model in eval mode, vocabulary, config)."""
+    path = Path(path)
+    config = read_config(path)
+    vocab = Vocabulary.load(path / "vocab.json")
+    try:
+        model = LanguageModel(**config["model"])
+    except TypeError as e:
+        raise RnnlabError(f"{path / 'config.json'}: bad model settings ({e})") from None
+    if len(vocab) != model.config["vocab_size"]:
+        raise RnnlabError(f"{path}: vocabulary has {len(vocab)} tokens but the model "
+                          f"expects {model.config['vocab_size']}")
+    try:
+        st_load_model(model, path / "model.safetensors", strict=True, device=device)
+    except FileNotFoundError:
+        raise RnnlabError(f"{path}: model.safetensors missing") from None
+    except (SafetensorError, RuntimeError, OSError) as e:
+        raise RnnlabError(f"{path / 'model.safetensors'}: unreadable or wrong shapes "
+                          f"({str(e).splitlines()[0]})") from None
+    return model.to(device).eval(), vocab, config
+
+
+def resume_folder(path: str | Path) -> Path:
+    """The checkpoint folder to resume from: `path`, or the whole previous checkpoint that
+    atomic_dir set aside when a kill fell between its two renames."""
+    path = Path(path)
+    old = path.parent / f".{path.name}.old"
+    return old if not path.exists() and old.exists() else path
+
+
+def load_training(path: str | Path) -> tuple[dict, dict[str, Tensor]]:
+    """The training state of a checkpoint: (training.json, training.safetensors)."""
+    path = resume_folder(path)
+    try:
+        state = json.loads((path / "training.json").read_text(encoding="utf-8"))
+        tensors = load_file(str(path / "training.safetensors"))
+    except FileNotFoundError:
+        raise RnnlabError(f"{path}: no training state to resume from") from None
+    except (json.JSONDecodeError, SafetensorError, UnicodeDecodeError) as e:
+        raise RnnlabError(f"{path}: damaged training state ({e})") from None
+    return state, tensors
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, state: dict, tensors: dict) -> None:
+    """Load the optimizer state saved by save_model(training=...)."""
+    opt_tensors = {k[len("optimizer."):]: v for k, v in tensors.items()
+                   if k.startswith("optimizer.")}
+    optimizer.load_state_dict(_optimizer_from_files(state["optimizer"], opt_tensors))
+
+
+def _optimizer_to_files(optimizer: torch.optim.Optimizer) -> tuple[dict, dict[str, Tensor]]:
+    sd = optimizer.state_dict()
+    tensors, values = {}, {}
+    for pid, param_state in sd["state"].items():
+        for name, value in param_state.items():
+            if torch.is_tensor(value):
+                tensors[f"{pid}.{name}"] = value
+            else:
+                values[f"{pid}.{name}"] = value
+    return {"type": type(optimizer).__name__, "param_groups": sd["param_groups"],
+            "values": values}, tensors
+
+
+def _optimizer_from_files(meta: dict, tensors: dict[str, Tensor]) -> dict:
+    state: dict[int, dict] = {}
+    for key, value in [*tensors.items(), *meta["values"].items()]:
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    return {"state": state, "param_groups": meta["param_groups"]}

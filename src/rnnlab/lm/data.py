@@ -1,0 +1,194 @@
+"""Turning text into language-model batches, in the two ways language models are trained.
+
+Stream mode (the standard PTB setup): the whole text is one sequence; every line ends with
+`</s>` (PTB's `<eos>`; at character level the newline itself). The stream is cut into `batch`
+columns and read `bptt` steps at a time; the state is carried from block to block and
+detached between them (truncated BPTT).
+
+Sentence mode (the lecture's formulation): each line is one sentence `<s> w1 .. wn </s>`,
+started from a zero state; sentences of a batch are padded and their lengths passed along.
+Inputs are `<s> w1 .. wn`, targets `w1 .. wn </s>`; padded targets are IGNORE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from rnnlab.errors import RnnlabError
+from rnnlab.text.corpus import read_lines
+from rnnlab.text.tokenize import get_tokenizer
+from rnnlab.text.vocab import BOS, EOS, UNK, Vocabulary
+
+LEVELS = ("word", "char")
+MODES = ("stream", "sentence")
+IGNORE = -100  # cross_entropy's ignore_index: padded target positions
+
+
+def check_level_mode(level: str, mode: str) -> None:
+    """Raise RnnlabError for an unknown level or mode."""
+    if level not in LEVELS:
+        raise RnnlabError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
+    if mode not in MODES:
+        raise RnnlabError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+
+
+def specials_for(level: str, mode: str) -> tuple[str, ...]:
+    """The special tokens a vocabulary needs: stream text has no `<s>`, characters no `</s>`."""
+    if mode == "sentence":
+        return (UNK, BOS, EOS)
+    return (UNK,) if level == "char" else (UNK, EOS)
+
+
+def tokenize_lines(
+    lines: Iterable[str], level: str = "word", mode: str = "stream", lower: bool = False
+) -> Iterator[list[str]]:
+    """Token lists with the mode's markers; blank lines carry no words and are skipped,
+    except in character streams, where their newline is part of the text."""
+    check_level_mode(level, mode)
+    tokenize = get_tokenizer(level, lower=lower)
+    for line in lines:
+        line = line.rstrip("\r\n")
+        tokens = tokenize(line)
+        if mode == "sentence":
+            if tokens:
+                yield [BOS, *tokens, EOS]
+        elif level == "char":
+            yield [*tokens, "\n"]
+        elif tokens:
+            yield [*tokens, EOS]
+
+
+def build_vocab(
+    token_lines: Iterable[list[str]], level: str, mode: str, min_count: int = 1,
+    max_size: int | None = None,
+) -> Vocabulary:
+    """A vocabulary of the training tokens with the specials this level and mode need."""
+    return Vocabulary.build(token_lines, min_count=min_count, max_size=max_size,
+                            specials=specials_for(level, mode))
+
+
+def encode_text(
+    lines: Iterable[str], vocab: Vocabulary, level: str = "word", mode: str = "stream",
+    lower: bool = False,
+) -> list[int] | list[list[int]]:
+    """Token ids: one flat list in stream mode, one list per sentence in sentence mode."""
+    token_lines = tokenize_lines(lines, level, mode, lower)
+    if mode == "sentence":
+        return [vocab.encode(tokens) for tokens in token_lines]
+    return [i for tokens in token_lines for i in vocab.encode(tokens)]
+
+
+def read_text(path: str | Path) -> list[str]:
+    """All lines of a text file (plain or .gz), through the text pipeline's checks."""
+    return list(read_lines(path))
+
+
+def split_lines(lines: Sequence[str], valid: float, test: float) -> tuple[list, list, list]:
+    """Cut lines into train / valid / test by fractions, in file order (deterministic).
+
+    Contiguous pieces keep held-out text out of the training stream's context."""
+    if valid < 0 or test < 0 or valid + test >= 1:
+        raise RnnlabError(f"split fractions must be >= 0 and leave some training text, "
+                          f"got valid {valid}, test {test}")
+    n = len(lines)
+    n_valid, n_test = round(n * valid), round(n * test)
+    n_train = n - n_valid - n_test
+    if n_train < 1 or (valid > 0 and n_valid < 1) or (test > 0 and n_test < 1):
+        raise RnnlabError(f"{n} lines are too few to split into fractions {valid} / {test}")
+    lines = list(lines)
+    return lines[:n_train], lines[n_train:n_train + n_valid], lines[n_train + n_valid:]
+
+
+# ----- stream mode -----
+
+def batchify(ids: Sequence[int] | Tensor, batch: int) -> Tensor:
+    """Cut the stream into `batch` equal columns: (N, batch); the last len % batch ids drop."""
+    ids = torch.as_tensor(ids, dtype=torch.long)
+    n = ids.numel() // batch
+    if n < 2:
+        raise RnnlabError(f"{ids.numel()} tokens are too few for {batch} streams; "
+                          f"use more text or a smaller batch")
+    return ids[: n * batch].view(batch, n).t().contiguous()
+
+
+def stream_starts(data: Tensor, bptt: int) -> list[int]:
+    """Start rows of the blocks; the last block may be shorter."""
+    return list(range(0, data.shape[0] - 1, bptt))
+
+
+def stream_block(data: Tensor, start: int, bptt: int) -> tuple[Tensor, Tensor]:
+    """Inputs data[start : start+len] and targets one step ahead, each (len, B)."""
+    n = min(bptt, data.shape[0] - 1 - start)
+    return data[start : start + n], data[start + 1 : start + 1 + n]
+
+
+# ----- sentence mode -----
+
+def pad_sentences(sentences: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor, Tensor]:
+    """Inputs (T, B) padded with 0, targets (T, B) padded with IGNORE, lengths (B,)."""
+    lengths = torch.tensor([len(s) - 1 for s in sentences])
+    if lengths.min() < 1:
+        raise RnnlabError("a sentence needs at least <s> and </s>")
+    T, B = int(lengths.max()), len(sentences)
+    x = torch.zeros(T, B, dtype=torch.long)
+    y = torch.full((T, B), IGNORE, dtype=torch.long)
+    for b, s in enumerate(sentences):
+        s = torch.as_tensor(s, dtype=torch.long)
+        x[: len(s) - 1, b] = s[:-1]
+        y[: len(s) - 1, b] = s[1:]
+    return x, y, lengths
+
+
+def sentence_batches(n: int, batch: int, seed: int | None = None) -> list[list[int]]:
+    """Indices of the sentences in each batch; shuffled by `seed` (None keeps file order)."""
+    order = list(range(n))
+    if seed is not None:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return [order[i : i + batch] for i in range(0, n, batch)]
+
+
+# ----- batches for the trainer -----
+
+class StreamBatches:
+    """A token stream as (N, batch) columns, read in blocks of `bptt`; the state carries over."""
+
+    carries_state = True
+
+    def __init__(self, ids: Sequence[int], batch: int, bptt: int) -> None:
+        self.data = batchify(ids, batch)
+        self.bptt = bptt
+        self.starts = stream_starts(self.data, bptt)
+
+    def epoch(self, epoch: int) -> list[int]:
+        """The blocks of an epoch, in order (every epoch reads the stream front to back)."""
+        return self.starts
+
+    def get(self, start: int) -> tuple[Tensor, Tensor, None]:
+        """(inputs, targets, lengths=None) of the block starting at row `start`."""
+        x, y = stream_block(self.data, start, self.bptt)
+        return x, y, None
+
+
+class SentenceBatches:
+    """Sentences in padded batches with lengths, reshuffled every epoch when `seed` is set."""
+
+    carries_state = False
+
+    def __init__(self, sentences: Sequence[Sequence[int]], batch: int,
+                 seed: int | None = None) -> None:
+        if not sentences:
+            raise RnnlabError("no sentences to train or evaluate on")
+        self.sentences, self.batch, self.seed = list(sentences), batch, seed
+
+    def epoch(self, epoch: int) -> list[list[int]]:
+        """The batches (lists of sentence indices) of an epoch; the same epoch, the same order."""
+        seed = None if self.seed is None else self.seed * 1_000_003 + epoch
+        return sentence_batches(len(self.sentences), self.batch, seed)
+
+    def get(self, indices: list[int]) -> tuple[Tensor, Tensor, Tensor]:
+        """(inputs, targets, lengths) of the batch of these sentences."""
+        return pad_sentences([self.sentences[i] for i in indices])

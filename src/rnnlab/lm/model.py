@@ -1,0 +1,147 @@
+"""The recurrent language model: embedding -> Recurrent -> decoder -> softmax.
+
+One model serves word and character level. It learns P(w_t | w_<t) (SPEC.md §4): the logits at
+step t score the token at t+1. With `tie_weights` the decoder reuses the embedding matrix
+(Press & Wolf 2017); when the top layer's size differs from the embedding's, a linear
+projection H -> E sits in between so the tie still holds.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnlab.cells import CELL_TYPES, State
+from rnnlab.errors import RnnlabError
+from rnnlab.recurrent import Recurrent
+
+
+class LanguageModel(nn.Module):
+    """Embedding, `num_layers` recurrent layers of one cell type, and a softmax decoder."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_size: int = 200,
+        hidden_size: int = 200,
+        num_layers: int = 2,
+        cell: str = "lstm",
+        dropout: float = 0.0,
+        tie_weights: bool = True,
+        init_range: float | None = None,
+        **cell_options,
+    ) -> None:
+        super().__init__()
+        if cell not in CELL_TYPES:
+            raise RnnlabError(f"unknown cell {cell!r}; choose from {', '.join(CELL_TYPES)}")
+        if min(vocab_size, embed_size, hidden_size, num_layers) < 1:
+            raise RnnlabError("vocabulary, embedding, hidden sizes and layers must be positive")
+        if not 0.0 <= dropout < 1.0:
+            raise RnnlabError(f"dropout must be in [0, 1), got {dropout}")
+        self.config = dict(vocab_size=vocab_size, embed_size=embed_size, hidden_size=hidden_size,
+                           num_layers=num_layers, cell=cell, dropout=dropout,
+                           tie_weights=tie_weights, init_range=init_range, **cell_options)
+        self.dropout = dropout
+        self.embedding = nn.Embedding(vocab_size, embed_size)
+        self.rnn = Recurrent(cell, embed_size, hidden_size, num_layers, dropout=dropout,
+                             **cell_options)
+        self.projection = None
+        if tie_weights and hidden_size != embed_size:
+            self.projection = nn.Linear(hidden_size, embed_size, bias=False)
+        self.decoder = nn.Linear(embed_size if tie_weights else hidden_size, vocab_size)
+        self.init_weights(init_range)
+        if tie_weights:
+            self.decoder.weight = self.embedding.weight
+
+    def init_weights(self, init_range: float | None) -> None:
+        """Uniform ±init_range for every weight (Zaremba et al.), or cell defaults and ±0.1."""
+        with torch.no_grad():
+            if init_range is not None:
+                for p in self.parameters():
+                    p.uniform_(-init_range, init_range)
+                return
+            # Embedding and decoder need small values; N(0, 1) rows blow up a tied softmax.
+            self.embedding.weight.uniform_(-0.1, 0.1)
+            self.decoder.weight.uniform_(-0.1, 0.1)
+            self.decoder.bias.zero_()
+
+    def zero_state(self, batch: int) -> State:
+        """The all-zero initial state for `batch` streams."""
+        return self.rnn.zero_state(batch, self.embedding.weight)
+
+    def forward(
+        self, tokens: Tensor, state: State | None = None, lengths: Tensor | None = None
+    ) -> tuple[Tensor, State]:
+        """Logits (T, B, V) for token ids (T, B), and the final state; `lengths` for padding."""
+        x = F.dropout(self.embedding(tokens), self.dropout, self.training)
+        out, state = self.rnn(x, state, lengths)
+        out = F.dropout(out, self.dropout, self.training)
+        if self.projection is not None:
+            out = self.projection(out)
+        return self.decoder(out), state
+
+    @torch.no_grad()
+    def step(self, token: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """One step for token ids (B,): logits (B, V) and the new state (no dropout, no graph).
+
+        Runs each cell's own equations on its own parameters, skipping the sequence machinery,
+        so that generating at batch 1 costs little more than the matrix products.
+        """
+        if state is None:
+            state = self.zero_state(token.shape[0])
+        x = self.embedding.weight[token]
+        if isinstance(state, tuple):
+            hs, cs = [], []
+            for k, cell in enumerate(self.rnn.cells):
+                x, (h, C) = cell.forward(x, (state[0][k], state[1][k]))
+                hs.append(h)
+                cs.append(C)
+            new_state = (torch.stack(hs), torch.stack(cs))
+        else:
+            hs = []
+            for k, cell in enumerate(self.rnn.cells):
+                x, h = cell.forward(x, state[k])
+                hs.append(h)
+            new_state = torch.stack(hs)
+        if self.projection is not None:
+            x = x @ self.projection.weight.T
+        return torch.addmm(self.decoder.bias, x, self.decoder.weight.T), new_state
+
+    def load_vectors(self, wv, vocab, freeze: bool = False) -> dict:
+        """Copy word vectors into the embedding rows of matching tokens (exact, then case-folded).
+
+        Unmatched rows keep their random initialisation. Returns the coverage counts.
+        """
+        E = self.embedding.weight.shape[1]
+        dim = int(wv.vectors.shape[1])
+        if dim != E:
+            raise RnnlabError(f"word vectors have dimension {dim} but the embedding has {E}; "
+                              f"use an embedding size of {dim}")
+        if freeze and self.decoder.weight is self.embedding.weight:
+            raise RnnlabError("frozen vectors cannot be tied to the decoder; turn off weight tying")
+        # Lowercase matching goes both ways ("Dog" -> "dog", "the" -> "The"); the first
+        # (most frequent) vector of a lowercased form wins.
+        by_lower: dict[str, int] = {}
+        for j, key in enumerate(wv.index_to_key):
+            by_lower.setdefault(key.lower(), j)
+        exact = lower = 0
+        rows, sources = [], []
+        for i, token in enumerate(vocab.itos):
+            if token in wv.key_to_index:
+                sources.append(wv.key_to_index[token])
+                exact += 1
+            elif token.lower() in by_lower:
+                sources.append(by_lower[token.lower()])
+                lower += 1
+            else:
+                continue
+            rows.append(i)
+        with torch.no_grad():
+            if rows:
+                vectors = torch.as_tensor(wv.vectors[sources], dtype=self.embedding.weight.dtype)
+                self.embedding.weight[torch.tensor(rows)] = vectors
+        self.embedding.weight.requires_grad_(not freeze)
+        total = len(vocab.itos)
+        return {"matched": exact + lower, "exact": exact, "lowercase": lower, "total": total,
+                "coverage": (exact + lower) / total, "frozen": freeze}

@@ -1,0 +1,177 @@
+"""Scoring text with a trained language model: per-token probabilities and perplexity.
+
+The model gives P(w_t | <S>, w_1, …, w_{t-1}) for every token (SPEC.md §4). A sentence's
+log-probability is the sum of those logs, and its perplexity exp(−mean log P): the number of
+equally likely choices that would leave the model as unsure as it was. At character level
+the same mean, divided by ln 2, is bits per character.
+
+"<S>" is the start of a sentence: `<s>` in sentence mode; in stream mode, where lines are
+only separated, the end of the line before (`</s>`, or the newline at character level).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from rnnlab.errors import RnnlabError
+from rnnlab.lm.data import IGNORE, encode_text, pad_sentences, read_text, tokenize_lines
+from rnnlab.text.tokenize import get_tokenizer
+from rnnlab.text.vocab import BOS, EOS
+
+
+def start_token(config: dict) -> str:
+    """The token standing for the start of a sentence under this model's level and mode."""
+    if config["mode"] == "sentence":
+        return BOS
+    return "\n" if config["level"] == "char" else EOS
+
+
+def start_ids(vocab, config: dict) -> list[int]:
+    """The context every sentence is read from: the id of `start_token`."""
+    token = start_token(config)
+    if token not in vocab.stoi:
+        raise RnnlabError(f"the model's vocabulary has no start token {token!r}")
+    return [vocab.stoi[token]]
+
+
+def encode_prompt(vocab, config: dict, text: str) -> tuple[list[int], list[str]]:
+    """Ids of the tokens of `text` (no markers) and the tokens that were mapped to `<unk>`."""
+    tokens = get_tokenizer(config["level"], lower=config.get("lower", False))(text)
+    unknown = [t for t in tokens if t not in vocab.stoi]
+    if unknown and vocab.unk_id is None:
+        raise RnnlabError(f"{unknown[0]!r} is not in the model's vocabulary, which has no <unk>")
+    return vocab.encode(tokens), unknown
+
+
+@dataclass
+class TokenScore:
+    """One row of a sentence's score table."""
+
+    token: str  # as written
+    mapped: str  # as the model sees it (<unk> for unknown words)
+    id: int
+    prob: float  # P(token | everything before it)
+    logprob: float  # natural log
+
+
+@dataclass
+class SentenceScore:
+    """Every token's probability given its prefix, and the sentence's totals."""
+
+    text: str
+    rows: list[TokenScore] = field(default_factory=list)
+
+    @property
+    def logprob(self) -> float:
+        """log P(sentence) = Σ_t log P(w_t | <S>, w_1, …, w_{t-1})."""
+        return sum(r.logprob for r in self.rows)
+
+    @property
+    def perplexity(self) -> float:
+        """exp of the mean negative log-probability per token."""
+        return math.exp(-self.logprob / len(self.rows))
+
+
+def score_sentence(model, vocab, config: dict, text: str, eos: bool = True) -> SentenceScore:
+    """P(w_t | <S>, w_1 … w_{t-1}) for each token of `text` (and of the end marker if `eos`)."""
+    tokens = next(tokenize_lines([text], config["level"], config["mode"], config.get("lower", False)),
+                  None)
+    if not tokens:
+        raise RnnlabError("nothing to score: the sentence has no tokens")
+    if config["mode"] == "sentence":
+        tokens = tokens[1:]  # tokenize_lines put the start marker first; it is the context
+    if not eos:
+        tokens = tokens[:-1]
+    context = start_ids(vocab, config)
+    ids = vocab.encode(tokens)
+    model.eval()
+    with torch.inference_mode():
+        logits, _ = model(torch.tensor(context + ids[:-1]).view(-1, 1))
+        logp = torch.log_softmax(logits[:, 0].double(), -1)
+        chosen = logp[torch.arange(len(ids)), torch.tensor(ids)].tolist()
+    return SentenceScore(text, [TokenScore(t, vocab.itos[i], i, math.exp(lp), lp)
+                                for t, i, lp in zip(tokens, ids, chosen)])
+
+
+def _stream_columns(ids: list[int], batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets (T, B): the stream cut into `batch` pieces, each target exactly once.
+
+    A piece starts from a zero state but from its true previous token, so with batch 1 the
+    result is exactly the model's probability of the whole stream.
+    """
+    n = len(ids) - 1
+    batch = max(1, min(batch, n))
+    bounds = [round(b * n / batch) for b in range(batch + 1)]
+    T = max(bounds[b + 1] - bounds[b] for b in range(batch))
+    x = torch.zeros(T, batch, dtype=torch.long)
+    y = torch.full((T, batch), IGNORE, dtype=torch.long)
+    data = torch.tensor(ids)
+    for b in range(batch):
+        a, e = bounds[b], bounds[b + 1]
+        x[: e - a, b] = data[a:e]
+        y[: e - a, b] = data[a + 1 : e + 1]
+    return x, y
+
+
+def evaluate_ids(model, vocab, config: dict, encoded, batch: int = 16, bptt: int = 256) -> dict:
+    """Loss, perplexity and bits per token of already-encoded text (see `evaluate`)."""
+    total, count = 0.0, 0
+    model.eval()
+    with torch.inference_mode():
+        if config["mode"] == "sentence":
+            for i in range(0, len(encoded), batch):
+                x, y, lengths = pad_sentences(encoded[i : i + batch])
+                logits, _ = model(x, lengths=lengths)
+                total += float(F.cross_entropy(logits.flatten(0, 1).double(), y.flatten(),
+                                               ignore_index=IGNORE, reduction="sum"))
+                count += int((y != IGNORE).sum())
+        else:
+            x, y = _stream_columns(start_ids(vocab, config) + list(encoded), batch)
+            state = None
+            for t in range(0, x.shape[0], bptt):
+                logits, state = model(x[t : t + bptt], state)
+                target = y[t : t + bptt]
+                total += float(F.cross_entropy(logits.flatten(0, 1).double(), target.flatten(),
+                                               ignore_index=IGNORE, reduction="sum"))
+                count += int((target != IGNORE).sum())
+    if count == 0:
+        raise RnnlabError("nothing to evaluate: the text has no tokens")
+    loss = total / count
+    return {"tokens": count, "loss": loss, "ppl": math.exp(loss), "bits": loss / math.log(2),
+            "level": config["level"]}
+
+
+def evaluate(model, vocab, config: dict, path: str | Path, batch: int = 16, bptt: int = 256) -> dict:
+    """Mean loss (nats per token), perplexity and bits per token of a text file.
+
+    Every token is predicted once, end markers included; at character level "loss" is nats
+    per character and "bits" bits per character. In stream mode the file is cut into `batch`
+    pieces read side by side (batch 1: exact, slower).
+    """
+    lines = read_text(path)
+    encoded = encode_text(lines, vocab, config["level"], config["mode"], config.get("lower", False))
+    return evaluate_ids(model, vocab, config, encoded, batch, bptt)
+
+
+def show_token(token: str) -> str:
+    """A token printable in one table cell: whitespace characters made visible."""
+    return {" ": "␣", "\n": "\\n", "\t": "\\t"}.get(token, token)
+
+
+def format_table(score: SentenceScore) -> str:
+    """The lecture's chain of conditional probabilities as a table, with the sentence's totals."""
+    width = max(8, *(len(show_token(r.token)) for r in score.rows))
+    header = f"{'t':>3}  {'token':<{width}}  {'as':<{width}}  {'P(w_t | <S>, …)':>16}  {'log P':>8}"
+    lines = [header, "-" * len(header)]
+    for t, r in enumerate(score.rows, 1):
+        mapped = r.mapped if r.mapped != r.token else ""
+        lines.append(f"{t:>3}  {show_token(r.token):<{width}}  {show_token(mapped):<{width}}  "
+                     f"{r.prob:>16.6f}  {r.logprob:>8.3f}")
+    lines.append(f"total log P = {score.logprob:.3f} nats ({score.logprob / math.log(2):.3f} bits) "
+                 f"over {len(score.rows)} tokens; perplexity {score.perplexity:.2f}")
+    return "\n".join(lines)

@@ -1,0 +1,537 @@
+"""Training a language model: SGD or Adam, truncated BPTT, schedules, checkpoints, resume.
+
+The defaults are Zaremba et al.'s (2014) "small" PTB setup: 2 × 200 LSTM, uniform ±0.1 init,
+SGD at learning rate 1 halved every epoch after the 4th, gradients clipped to norm 5, 20 × 20
+blocks. Its loss is the cross-entropy summed over the steps of a block and averaged over the
+batch (ANCHORS.md); with the per-token mean the same lr and clip learn ~bptt times slower, so
+`loss="auto"` sums for SGD and averages for Adam. Reported losses are always per token.
+
+A step whose loss or gradient is not finite changes nothing: it is skipped and reported, and
+`max_bad_steps` of them in a row stop training with an RnnlabError. `MODEL_DIR/last` holds
+everything needed to continue (optimizer, schedule, RNG, position in the data, the carried
+state), so a resumed run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_model as st_load_model
+from torch import Tensor
+from tqdm import tqdm
+
+from rnnlab.errors import RnnlabError
+from rnnlab.fileio import atomic_write
+from rnnlab.lm import checkpoint
+from rnnlab.lm.data import (
+    IGNORE,
+    SentenceBatches,
+    StreamBatches,
+    build_vocab,
+    check_level_mode,
+    encode_text,
+    read_text,
+    split_lines,
+    tokenize_lines,
+)
+from rnnlab.lm.model import LanguageModel
+from rnnlab.recurrent import detach_state
+from rnnlab.text.vocab import Vocabulary
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("auto", "zaremba", "plateau", "constant")
+LOSSES = ("auto", "sum", "mean")
+# Settings that may change when resuming; the rest define the model and the data.
+RUNTIME_KEYS = ("epochs", "max_steps", "max_minutes", "checkpoint_every", "patience", "progress",
+                "quiet", "threads")
+
+
+@dataclass
+class TrainSettings:
+    """Every setting of a training run, with the defaults of Zaremba et al.'s small PTB model."""
+
+    # data
+    valid: str | None = None  # validation file
+    test: str | None = None  # test file
+    split: tuple[float, float] | None = None  # (valid, test) fractions cut from the train file
+    level: str = "word"  # word | char
+    mode: str = "stream"  # stream | sentence
+    lower: bool = False
+    min_count: int = 1
+    max_vocab: int | None = None
+    # model
+    cell: str = "lstm"
+    layers: int = 2
+    hidden_size: int = 200
+    embed_size: int | None = None  # None: the vectors' dimension, else hidden_size
+    dropout: float = 0.0
+    tie_weights: bool = True
+    init_range: float | None = 0.1  # None: the cells' own initialisation
+    vectors: str | None = None  # word-vector file for the input embedding
+    freeze_vectors: bool = False
+    # optimisation
+    optimizer: str = "sgd"
+    lr: float | None = None  # None: 1.0 for SGD, 1e-3 for Adam
+    schedule: str = "auto"  # auto (SGD: zaremba, Adam: plateau) | zaremba | plateau | constant
+    lr_decay: float = 0.5  # zaremba: lr × lr_decay per epoch after decay_after epochs
+    decay_after: int = 4
+    plateau_factor: float = 4.0  # plateau: lr ÷ plateau_factor when validation loss stalls
+    loss: str = "auto"  # auto (SGD: sum, Adam: mean) | sum | mean
+    clip: float = 5.0  # max gradient norm; 0 turns clipping off
+    weight_decay: float = 0.0
+    bptt: int = 20
+    batch_size: int = 20
+    eval_batch_size: int = 10
+    epochs: int = 13
+    patience: int | None = None  # early stopping after this many epochs without improvement
+    max_bad_steps: int = 10  # non-finite steps in a row before training stops
+    max_steps: int | None = None  # stop (with a checkpoint) after this many steps in all
+    max_minutes: float | None = None  # stop (with a checkpoint) after this much training time
+    seed: int = 1
+    checkpoint_every: int = 0  # also checkpoint every N steps (0: only every epoch)
+    threads: int | None = None
+    progress: bool = True
+    quiet: bool = False  # no JSON lines on stdout, no notes on stderr
+
+    def __post_init__(self) -> None:
+        check_level_mode(self.level, self.mode)
+        for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
+                              ("loss", LOSSES)):
+            if getattr(self, name) not in allowed:
+                raise RnnlabError(f"{name} must be one of {', '.join(allowed)}, "
+                                  f"got {getattr(self, name)!r}")
+        for name in ("layers", "hidden_size", "bptt", "batch_size", "eval_batch_size",
+                     "max_bad_steps", "min_count"):
+            if getattr(self, name) < 1:
+                raise RnnlabError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.epochs < 0 or self.checkpoint_every < 0 or self.clip < 0:
+            raise RnnlabError("epochs, checkpoint_every and clip must not be negative")
+        if self.lr is not None and not self.lr > 0:
+            raise RnnlabError(f"lr must be positive, got {self.lr}")
+        if self.split is not None:
+            if self.valid or self.test:
+                raise RnnlabError("give either split fractions or valid/test files, not both")
+            self.split = tuple(float(f) for f in self.split)
+            if len(self.split) != 2:
+                raise RnnlabError("split takes two fractions: valid and test")
+        if self.freeze_vectors and not self.vectors:
+            raise RnnlabError("freeze_vectors needs a vectors file")
+        # Absolute paths, so that a run resumes from any working directory.
+        for name in ("valid", "test", "vectors"):
+            if getattr(self, name):
+                setattr(self, name, str(Path(getattr(self, name)).resolve()))
+
+    @property
+    def learning_rate(self) -> float:
+        """The starting learning rate."""
+        return self.lr if self.lr is not None else (1.0 if self.optimizer == "sgd" else 1e-3)
+
+    @property
+    def lr_schedule(self) -> str:
+        """The schedule in force (auto resolved)."""
+        if self.schedule != "auto":
+            return self.schedule
+        return "zaremba" if self.optimizer == "sgd" else "plateau"
+
+    @property
+    def summed_loss(self) -> bool:
+        """Whether the training loss is summed over time (True) or averaged per token."""
+        return self.loss == "sum" or (self.loss == "auto" and self.optimizer == "sgd")
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: the best model (by validation loss), its vocabulary and metrics."""
+
+    model: LanguageModel
+    vocab: Vocabulary
+    config: dict  # the model folder's config (level, mode, lower, model settings)
+    history: list[dict]  # one metrics record per epoch
+    test: dict | None  # {"loss", "ppl"[, "bpc"]} of the best model on the test text
+    best_valid_loss: float | None
+    best_epoch: int | None
+    stopped: str  # "done" | "early-stopping" | "max-steps" | "time-limit" | "interrupted"
+    skipped_steps: int
+    output_dir: Path | None
+    coverage: dict | None = None  # word-vector coverage when vectors were loaded
+    settings: TrainSettings = field(default_factory=TrainSettings)
+
+
+def sequence_loss(logits: Tensor, targets: Tensor) -> tuple[Tensor, int]:
+    """Cross-entropy summed over all real target tokens, and their number (padding ignored)."""
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                           ignore_index=IGNORE, reduction="sum")
+    return loss, int((targets != IGNORE).sum())
+
+
+def metrics(loss: float, level: str) -> dict:
+    """Loss per token with its perplexity (and bits per character at character level)."""
+    out = {"loss": loss, "ppl": math.exp(min(loss, 700.0))}
+    if level == "char":
+        out["bpc"] = loss / math.log(2)
+    return out
+
+
+@torch.no_grad()
+def evaluate_batches(model: LanguageModel, batches: StreamBatches | SentenceBatches) -> float:
+    """Mean loss per token over all batches (stream: state carried through the text)."""
+    was_training = model.training
+    model.eval()
+    total, count, state = 0.0, 0, None
+    for item in batches.epoch(0):
+        x, y, lengths = batches.get(item)
+        logits, state = model(x, state if batches.carries_state else None, lengths)
+        loss, n = sequence_loss(logits, y)
+        total, count = total + float(loss), count + n
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+def train_language_model(
+    train: str | Path | None = None,
+    output_dir: str | Path | None = None,
+    resume: bool = False,
+    **settings,
+) -> TrainResult:
+    """Train a language model on the text file `train`; see TrainSettings for every setting.
+
+    With `output_dir`, writes `best/` and `last/` model folders, `metrics.jsonl` and
+    `curve.png`; `resume=True` continues from `output_dir/last` (train may then be omitted).
+    Example: `train_language_model("ptb.train.txt", "ptb-small", valid="ptb.valid.txt")`.
+    """
+    unknown = set(settings) - {f.name for f in dataclasses.fields(TrainSettings)}
+    if unknown:
+        raise RnnlabError(f"unknown training settings: {', '.join(sorted(unknown))}")
+    saved = None
+    if resume:
+        if output_dir is None:
+            raise RnnlabError("resume needs the output folder of the earlier run")
+        saved = checkpoint.load_training(Path(output_dir) / "last")
+        train, s = _resumed_settings(saved[0], train, settings)
+    else:
+        if train is None:
+            raise RnnlabError("no training file given")
+        if output_dir is not None and (Path(output_dir) / "last" / "training.json").exists():
+            raise RnnlabError(f"{output_dir} already holds a training run; resume it or "
+                              f"choose another folder")
+        s = TrainSettings(**settings)
+    return Trainer(Path(train), s, output_dir, saved).run()
+
+
+def _resumed_settings(state: dict, train, overrides: dict) -> tuple[str, TrainSettings]:
+    saved = dict(state["settings"])
+    if train is not None and Path(train).resolve() != Path(state["train"]):
+        raise RnnlabError(f"resuming a run that trained on {state['train']}, not {train}")
+    for key, value in overrides.items():
+        if key not in RUNTIME_KEYS and value != saved.get(key) and not (
+                key == "split" and value is not None and list(value) == saved.get(key)):
+            raise RnnlabError(f"cannot change {key!r} when resuming (was {saved.get(key)!r})")
+    saved.update({k: v for k, v in overrides.items() if k in RUNTIME_KEYS})
+    return state["train"], TrainSettings(**saved)
+
+
+class Trainer:
+    """One training run; `run()` does it all. Kept as a class only to share its state."""
+
+    def __init__(self, train: Path, s: TrainSettings, output_dir, saved) -> None:
+        self.s = s
+        self.train_path = train.resolve()
+        self.out = Path(output_dir) if output_dir is not None else None
+        self.saved = saved
+        self.log: Callable[[str], None] = (
+            (lambda msg: None) if s.quiet else (lambda msg: tqdm.write(msg, file=sys.stderr)))
+        self.interrupted = False
+
+    # ----- setup -----
+
+    def prepare_data(self) -> None:
+        s = self.s
+        lines = read_text(self.train_path)
+        if s.split:
+            train_lines, valid_lines, test_lines = split_lines(lines, *s.split)
+        else:
+            train_lines = lines
+            valid_lines = read_text(s.valid) if s.valid else []
+            test_lines = read_text(s.test) if s.test else []
+        if self.saved is not None:
+            self.vocab = Vocabulary.load(checkpoint.resume_folder(self.out / "last") / "vocab.json")
+        else:
+            self.vocab = build_vocab(tokenize_lines(train_lines, s.level, s.mode, s.lower),
+                                     s.level, s.mode, s.min_count, s.max_vocab)
+
+        def batches(text_lines, batch, seed=None):
+            if not text_lines:
+                return None
+            ids = encode_text(text_lines, self.vocab, s.level, s.mode, s.lower)
+            if s.mode == "sentence":
+                return SentenceBatches(ids, batch, seed)
+            return StreamBatches(ids, batch, s.bptt)
+
+        self.train_data = batches(train_lines, s.batch_size, s.seed)
+        if self.train_data is None:
+            raise RnnlabError(f"{self.train_path}: no training text")
+        self.valid_data = batches(valid_lines, s.eval_batch_size)
+        self.test_data = batches(test_lines, s.eval_batch_size)
+
+    def build_model(self) -> None:
+        s = self.s
+        wv, tie = None, s.tie_weights
+        embed = s.embed_size
+        if s.vectors and self.saved is None:
+            from rnnlab.word2vec.vectors import WordVectors
+
+            wv = WordVectors.load(s.vectors)
+            embed = embed or int(wv.vectors.shape[1])
+        if s.freeze_vectors and tie:
+            self.log("note: frozen vectors are not tied to the decoder (weight tying off)")
+            tie = False
+        torch.manual_seed(s.seed)
+        self.model = LanguageModel(len(self.vocab), embed or s.hidden_size, s.hidden_size,
+                                   s.layers, s.cell, s.dropout, tie, s.init_range)
+        self.coverage = None
+        if wv is not None:
+            self.coverage = self.model.load_vectors(wv, self.vocab, s.freeze_vectors)
+            c = self.coverage
+            self.log(f"word vectors: {c['matched']}/{c['total']} tokens matched "
+                     f"({100 * c['coverage']:.1f} %; {c['lowercase']} via lowercase), "
+                     f"{'frozen' if c['frozen'] else 'fine-tuned'}")
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        if s.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(self.params, lr=s.learning_rate,
+                                             weight_decay=s.weight_decay)
+        else:
+            self.optimizer = torch.optim.Adam(self.params, lr=s.learning_rate,
+                                              weight_decay=s.weight_decay)
+        self.config = {"level": s.level, "mode": s.mode, "lower": s.lower}
+
+    def restore(self) -> None:
+        """Counters and tensors of a fresh run, or those saved in `last`."""
+        self.epoch, self.step_in_epoch, self.global_step = 1, 0, 0
+        self.lr = self.s.learning_rate
+        self.best_valid, self.best_epoch, self.bad_epochs = None, None, 0
+        self.history: list[dict] = []
+        self.skipped, self.bad_in_row = 0, 0
+        self.epoch_loss, self.epoch_tokens = 0.0, 0
+        self.hidden = None
+        self.best_state = None
+        if self.saved is None:
+            return
+        state, tensors = self.saved
+        for key in ("epoch", "step_in_epoch", "global_step", "lr", "best_valid", "best_epoch",
+                    "bad_epochs", "history", "skipped", "epoch_loss", "epoch_tokens"):
+            setattr(self, key, state[key])
+        self.coverage = state.get("coverage")
+        last = checkpoint.resume_folder(self.out / "last")
+        st_load_model(self.model, last / "model.safetensors", strict=True)
+        checkpoint.restore_optimizer(self.optimizer, state, tensors)
+        if "hidden.0" in tensors:
+            h = [tensors[f"hidden.{k}"] for k in range(state["hidden_parts"])]
+            self.hidden = tuple(h) if len(h) == 2 else h[0]
+        if (self.out / "best").is_dir() and self.best_valid is not None:
+            best, _, _ = checkpoint.load_model(self.out / "best")
+            self.best_state = {k: v.clone() for k, v in best.state_dict().items()}
+        torch.set_rng_state(tensors["rng.torch"])  # last: building models above draws from it
+
+    # ----- saving -----
+
+    def save_last(self) -> None:
+        if self.out is None:
+            return
+        state = {"train": str(self.train_path), "settings": dataclasses.asdict(self.s),
+                 "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+                 "global_step": self.global_step, "lr": self.lr,
+                 "best_valid": self.best_valid, "best_epoch": self.best_epoch,
+                 "bad_epochs": self.bad_epochs, "history": self.history,
+                 "skipped": self.skipped, "epoch_loss": self.epoch_loss,
+                 "epoch_tokens": self.epoch_tokens, "coverage": self.coverage}
+        tensors = {"rng.torch": torch.get_rng_state()}
+        if self.hidden is not None:
+            parts = self.hidden if isinstance(self.hidden, tuple) else (self.hidden,)
+            tensors.update({f"hidden.{k}": p for k, p in enumerate(parts)})
+            state["hidden_parts"] = len(parts)
+        checkpoint.save_model(self.out / "last", self.model, self.vocab, self.config,
+                              extra={"epoch": self.epoch - (self.step_in_epoch == 0)},
+                              training={"state": state, "tensors": tensors,
+                                        "optimizer": self.optimizer})
+
+    def write_metrics(self, extra_lines: list[dict] = ()) -> None:
+        if self.out is None:
+            return
+        with atomic_write(self.out / "metrics.jsonl") as f:
+            for record in [*self.history, *extra_lines]:
+                f.write(json.dumps(record) + "\n")
+
+    # ----- training -----
+
+    def lr_for_epoch(self, epoch: int) -> float:
+        s = self.s
+        if s.lr_schedule == "zaremba":
+            return s.learning_rate * s.lr_decay ** max(0, epoch - s.decay_after)
+        return self.lr
+
+    def train_step(self, item) -> None:
+        s, model = self.s, self.model
+        x, y, lengths = self.train_data.get(item)
+        state = detach_state(self.hidden) if self.train_data.carries_state else None
+        logits, new_state = model(x, state, lengths)
+        loss, count = sequence_loss(logits, y)
+        objective = loss / (x.shape[1] if s.summed_loss else max(count, 1))
+        ok = bool(torch.isfinite(objective))
+        if ok:
+            self.optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+            norm = torch.nn.utils.clip_grad_norm_(self.params, s.clip or math.inf)
+            ok = bool(torch.isfinite(norm))
+        if ok:
+            self.optimizer.step()
+            self.bad_in_row = 0
+            self.epoch_loss += loss.item()
+            self.epoch_tokens += count
+        else:
+            self.skipped += 1
+            self.bad_in_row += 1
+            self.log(f"step {self.global_step + 1}: non-finite loss or gradient; step skipped")
+            if self.bad_in_row >= s.max_bad_steps:
+                raise RnnlabError(
+                    f"{self.bad_in_row} non-finite steps in a row at step {self.global_step + 1}"
+                    f" (epoch {self.epoch}); training stopped. Try a lower learning rate or "
+                    f"stronger clipping")
+        if self.train_data.carries_state:
+            finite = all(bool(torch.isfinite(p).all()) for p in
+                         (new_state if isinstance(new_state, tuple) else (new_state,)))
+            self.hidden = detach_state(new_state) if finite else None
+        self.step_in_epoch += 1
+        self.global_step += 1
+
+    def end_epoch(self, seconds: float, tokens: int) -> None:
+        s = self.s
+        train_loss = self.epoch_loss / max(self.epoch_tokens, 1)
+        record = {"epoch": self.epoch, "step": self.global_step, "lr": self.lr,
+                  **{f"train_{k}": v for k, v in metrics(train_loss, s.level).items()}}
+        improved = True
+        if self.valid_data is not None:
+            valid_loss = evaluate_batches(self.model, self.valid_data)
+            record.update({f"valid_{k}": v for k, v in metrics(valid_loss, s.level).items()})
+            improved = self.best_valid is None or valid_loss < self.best_valid
+        record.update({"skipped": self.skipped, "seconds": round(seconds, 1),
+                       "tokens_per_s": round(tokens / max(seconds, 1e-9))})
+        if improved:
+            self.best_valid = record.get("valid_loss")
+            self.best_epoch = self.epoch
+            self.bad_epochs = 0
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            if self.out is not None:
+                checkpoint.save_model(self.out / "best", self.model, self.vocab, self.config,
+                                      extra={"epoch": self.epoch, **record})
+        else:
+            self.bad_epochs += 1
+            if s.lr_schedule == "plateau":
+                self.lr /= s.plateau_factor
+        self.history.append(record)
+        if not s.quiet:
+            tqdm.write(json.dumps(record), file=sys.stdout)
+        self.write_metrics()
+        self.epoch += 1
+        self.step_in_epoch, self.epoch_loss, self.epoch_tokens = 0, 0.0, 0
+        self.hidden = None
+        self.save_last()
+
+    def train_epochs(self) -> str:
+        s = self.s
+        while self.epoch <= s.epochs:
+            self.lr = self.lr_for_epoch(self.epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr
+            self.model.train()
+            items = self.train_data.epoch(self.epoch)
+            bar = tqdm(total=len(items), initial=self.step_in_epoch, unit="batch",
+                       desc=f"epoch {self.epoch}/{s.epochs}", disable=not s.progress,
+                       leave=False, dynamic_ncols=True, file=sys.stderr)
+            start, tokens = time.perf_counter(), 0
+            with bar:
+                for item in items[self.step_in_epoch:]:
+                    before = self.epoch_tokens
+                    self.train_step(item)
+                    tokens += self.epoch_tokens - before
+                    if self.global_step % 10 == 0 or self.step_in_epoch == len(items):
+                        loss = self.epoch_loss / max(self.epoch_tokens, 1)
+                        rate = tokens / max(time.perf_counter() - start, 1e-9)
+                        bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{math.exp(min(loss, 700)):.1f}",
+                                        tok_s=f"{rate:.0f}", lr=f"{self.lr:.3g}", refresh=False)
+                    bar.update(1)
+                    if s.checkpoint_every and self.global_step % s.checkpoint_every == 0:
+                        self.save_last()
+                    out_of_time = s.max_minutes is not None and (
+                        time.perf_counter() - self.started > 60 * s.max_minutes)
+                    if self.interrupted or self.global_step == s.max_steps or out_of_time:
+                        self.save_last()
+                        if self.interrupted:
+                            return "interrupted"
+                        return "max-steps" if self.global_step == s.max_steps else "time-limit"
+            self.end_epoch(time.perf_counter() - start, tokens)
+            if s.patience and self.bad_epochs >= s.patience:
+                self.log(f"early stopping: no improvement for {self.bad_epochs} epochs")
+                return "early-stopping"
+        return "done"
+
+    def run(self) -> TrainResult:
+        s = self.s
+        if s.threads:
+            torch.set_num_threads(s.threads)
+        self.started = time.perf_counter()
+        self.prepare_data()
+        self.build_model()
+        self.restore()
+        with self.sigint_saves():
+            stopped = self.train_epochs()
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        self.model.eval()
+        test = None
+        if stopped != "interrupted" and self.test_data is not None:
+            test = metrics(evaluate_batches(self.model, self.test_data), s.level)
+            if not s.quiet:
+                tqdm.write(json.dumps({f"test_{k}": v for k, v in test.items()}
+                                      | {"best_epoch": self.best_epoch}), file=sys.stdout)
+            self.write_metrics([{f"test_{k}": v for k, v in test.items()}
+                                | {"best_epoch": self.best_epoch}])
+        if self.out is not None and self.history:
+            from rnnlab.lm.plot import plot_curve
+
+            plot_curve(self.history, self.out / "curve.png", s.level)
+        if stopped == "interrupted":
+            self.log(f"interrupted: checkpoint saved in {self.out / 'last' if self.out else '-'}"
+                     f"; continue with resume")
+        return TrainResult(self.model, self.vocab, self.config, self.history, test,
+                           self.best_valid, self.best_epoch, stopped, self.skipped, self.out,
+                           self.coverage, s)
+
+    @contextlib.contextmanager
+    def sigint_saves(self):
+        """While training, Ctrl-C finishes the current step, saves `last` and stops."""
+        def handler(signum, frame):
+            if self.interrupted:  # a second Ctrl-C stops at once
+                raise KeyboardInterrupt
+            self.interrupted = True
+            self.log("Ctrl-C: saving a checkpoint after this step (again to abort)")
+
+        try:
+            previous = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread: leave signals alone
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)

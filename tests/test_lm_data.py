@@ -1,0 +1,102 @@
+import pytest
+import torch
+
+from rnnlab.errors import RnnlabError
+from rnnlab.lm.data import (
+    IGNORE,
+    SentenceBatches,
+    StreamBatches,
+    batchify,
+    build_vocab,
+    encode_text,
+    pad_sentences,
+    split_lines,
+    stream_block,
+    stream_starts,
+    tokenize_lines,
+)
+
+PTB_LIKE = ["the <unk> sat", "", "a cat sat on the mat"]
+
+
+def test_stream_word_lines_end_with_eos_and_keep_unk():
+    tokens = list(tokenize_lines(PTB_LIKE, "word", "stream"))
+    assert tokens == [["the", "<unk>", "sat", "</s>"], ["a", "cat", "sat", "on", "the", "mat", "</s>"]]
+    vocab = build_vocab(tokens, "word", "stream")
+    # PTB's rule: the file's own <unk> is the unk token; </s> plays <eos>; no <s> in streams
+    assert vocab.itos[:2] == ["<unk>", "</s>"] and "<s>" not in vocab
+    assert len(vocab) == 2 + len({"the", "sat", "a", "cat", "on", "mat"})
+    ids = encode_text(["the dog sat"], vocab, "word", "stream")
+    assert vocab.decode(ids) == ["the", "<unk>", "sat", "</s>"]
+
+
+def test_sentence_mode_wraps_lines_in_bos_eos():
+    tokens = list(tokenize_lines(PTB_LIKE, "word", "sentence"))
+    assert tokens[0] == ["<s>", "the", "<unk>", "sat", "</s>"] and len(tokens) == 2
+    vocab = build_vocab(tokens, "word", "sentence")
+    assert vocab.itos[:3] == ["<unk>", "<s>", "</s>"]
+    ids = encode_text(PTB_LIKE, vocab, "word", "sentence")
+    assert [len(s) for s in ids] == [5, 8]
+
+
+def test_characters_are_code_points_and_newline_is_a_token():
+    lines = ["héllo 🙂", "", "ab"]
+    tokens = list(tokenize_lines(lines, "char", "stream"))
+    assert tokens == [["h", "é", "l", "l", "o", " ", "🙂", "\n"], ["\n"], ["a", "b", "\n"]]
+    vocab = build_vocab(tokens, "char", "stream")
+    assert "\n" in vocab and "🙂" in vocab and vocab.itos[0] == "<unk>"
+    assert list(tokenize_lines(["ab"], "char", "sentence")) == [["<s>", "a", "b", "</s>"]]
+
+
+def test_batchify_and_blocks_cover_the_stream_once():
+    ids = list(range(43))
+    data = batchify(ids, 4)  # 43 // 4 = 10 rows; the last 3 ids drop
+    assert data.shape == (10, 4)
+    assert data[:, 1].tolist() == list(range(10, 20))  # each column is a contiguous piece
+    starts = stream_starts(data, 4)
+    assert starts == [0, 4, 8]
+    targets = []
+    for s in starts:
+        x, y = stream_block(data, s, 4)
+        assert torch.equal(y[:-1], x[1:])
+        targets.append(y)
+    assert torch.equal(torch.cat(targets), data[1:])  # every id but the first is predicted once
+    assert stream_block(data, 8, 4)[0].shape == (1, 4)  # the short last block
+    with pytest.raises(RnnlabError, match="too few"):
+        batchify([1, 2, 3], 2)
+
+
+def test_pad_sentences_lengths_and_targets():
+    x, y, lengths = pad_sentences([[1, 5, 2], [1, 6, 7, 8, 2]])
+    assert lengths.tolist() == [2, 4]
+    assert x[:, 0].tolist() == [1, 5, 0, 0] and y[:, 0].tolist() == [5, 2, IGNORE, IGNORE]
+    assert x[:, 1].tolist() == [1, 6, 7, 8] and y[:, 1].tolist() == [6, 7, 8, 2]
+
+
+def test_sentence_batches_reshuffle_per_epoch_deterministically():
+    sentences = [[1, i, 2] for i in range(10)]
+    a, b = SentenceBatches(sentences, 3, seed=5), SentenceBatches(sentences, 3, seed=5)
+    assert a.epoch(1) == b.epoch(1) and a.epoch(2) == b.epoch(2)
+    assert a.epoch(1) != a.epoch(2)
+    assert sorted(i for batch in a.epoch(1) for i in batch) == list(range(10))
+    assert SentenceBatches(sentences, 3).epoch(1) == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+
+
+def test_stream_batches_iterate_every_epoch_the_same():
+    batches = StreamBatches(list(range(100)), 5, 6)
+    assert batches.epoch(1) == batches.epoch(2) == [0, 6, 12, 18]
+    x, y, lengths = batches.get(18)
+    assert x.shape == (1, 5) and lengths is None
+
+
+def test_split_fractions_are_contiguous_and_deterministic():
+    lines = [f"line {i}" for i in range(100)]
+    train, valid, test = split_lines(lines, 0.1, 0.05)
+    assert (len(train), len(valid), len(test)) == (85, 10, 5)
+    assert train + valid + test == lines
+    assert split_lines(lines, 0.1, 0.05) == (train, valid, test)
+    assert split_lines(lines, 0.1, 0)[2] == []
+    with pytest.raises(RnnlabError):
+        split_lines(lines, 0.6, 0.4)
+    with pytest.raises(RnnlabError, match="too few"):
+        split_lines(lines[:3], 0.1, 0.1)

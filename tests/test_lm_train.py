@@ -1,0 +1,227 @@
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rnnlab.cli import main
+from rnnlab.errors import RnnlabError
+from rnnlab.lm import train as train_module
+from rnnlab.lm.checkpoint import load_model
+from rnnlab.lm.train import train_language_model
+from rnnlab.word2vec.vectors import WordVectors
+
+WORDS = "the cat sat on a mat and dog ran to house".split()
+TINY = dict(hidden_size=12, embed_size=12, layers=1, batch_size=4, bptt=5, eval_batch_size=2,
+            progress=False, quiet=True, threads=1)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("corpus") / "text.txt"
+    lines = [" ".join(rng.choice(WORDS, size=rng.integers(3, 9))) for _ in range(120)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def weights(folder):
+    return load_file(str(folder / "model.safetensors"))
+
+
+def assert_same_weights(a, b):
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+def test_learns_a_deterministic_sequence(tmp_path):
+    path = tmp_path / "abc.txt"
+    path.write_text("a b c d e f g h\n" * 60)
+    result = train_language_model(path, None, split=(0.1, 0), optimizer="adam", lr=0.03,
+                                  epochs=8, **TINY)
+    # the only uncertainty left is which column-start the stream cut lands on: near zero
+    assert result.history[-1]["valid_loss"] < 0.05
+    assert result.history[-1]["valid_loss"] < result.history[0]["valid_loss"] / 10
+
+
+@pytest.mark.parametrize("mode,options", [
+    ("stream", dict(optimizer="adam", dropout=0.3, layers=2)),  # dropout: the RNG must resume
+    ("sentence", dict(optimizer="sgd", schedule="plateau", cell="gru")),
+])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, corpus, mode, options):
+    settings = dict(TINY, mode=mode, split=(0.1, 0.1), epochs=3, **options)
+    straight = train_language_model(corpus, tmp_path / "a", **settings)
+    steps_per_epoch = straight.history[0]["step"]
+    stopped = train_language_model(corpus, tmp_path / "b", max_steps=steps_per_epoch + 3,
+                                   **settings)
+    assert stopped.stopped == "max-steps"
+    state = json.loads((tmp_path / "b" / "last" / "training.json").read_text())
+    assert (state["epoch"], state["step_in_epoch"]) == (2, 3)
+    resumed = train_language_model(corpus, tmp_path / "b", resume=True, max_steps=None)
+    assert resumed.stopped == "done"
+    assert_same_weights(tmp_path / "a" / "last", tmp_path / "b" / "last")
+    assert_same_weights(tmp_path / "a" / "best", tmp_path / "b" / "best")
+    def timeless(history):
+        return [{k: v for k, v in r.items() if k not in ("seconds", "tokens_per_s")}
+                for r in history]
+
+    assert timeless(resumed.history) == timeless(straight.history)
+    assert resumed.test == straight.test
+
+
+def test_resume_refuses_changed_model_settings(tmp_path, corpus):
+    train_language_model(corpus, tmp_path / "m", epochs=1, **TINY)
+    with pytest.raises(RnnlabError, match="cannot change 'hidden_size'"):
+        train_language_model(corpus, tmp_path / "m", resume=True, hidden_size=13)
+    with pytest.raises(RnnlabError, match="no training state"):
+        train_language_model(corpus, tmp_path / "other", resume=True)
+
+
+def test_non_finite_steps_are_skipped(tmp_path, corpus, monkeypatch):
+    real = train_module.sequence_loss
+    calls = {"n": 0}
+
+    def flaky(logits, targets):
+        calls["n"] += 1
+        loss, count = real(logits, targets)
+        if calls["n"] == 3:
+            return loss * float("nan"), count  # non-finite loss
+        if calls["n"] == 5:
+            return loss + torch.sqrt(logits.sum() * 0), count  # finite loss, NaN gradient
+        return loss, count
+
+    monkeypatch.setattr(train_module, "sequence_loss", flaky)
+    result = train_language_model(corpus, tmp_path / "m", epochs=1, **TINY)
+    assert result.skipped_steps == 2 and result.history[0]["skipped"] == 2
+    assert all(torch.isfinite(w).all() for w in weights(tmp_path / "m" / "last").values())
+    assert math.isfinite(result.history[0]["train_loss"])
+
+
+def test_too_many_non_finite_steps_stop_training(tmp_path, corpus, monkeypatch):
+    real = train_module.sequence_loss
+    monkeypatch.setattr(train_module, "sequence_loss",
+                        lambda logits, targets: (real(logits, targets)[0] * math.inf, 1))
+    with pytest.raises(RnnlabError, match="4 non-finite steps in a row"):
+        train_language_model(corpus, tmp_path / "m", max_bad_steps=4, **TINY)
+    assert not (tmp_path / "m" / "last").exists()  # nothing from the failed steps was saved
+    assert main(["train", str(corpus), "--max-bad-steps", "2", "--quiet", "--no-progress",
+                 "-o", str(tmp_path / "cli")]) == 2  # the CLI: one line, non-zero exit
+
+
+def test_summed_loss_scales_the_gradient_by_the_block_length(corpus):
+    def first_layer(**kw):
+        result = train_language_model(corpus, None, optimizer="sgd", lr=1.0, clip=0, **TINY, **kw)
+        return result.model.rnn.cells[0].W.detach()
+
+    start = first_layer(epochs=0)
+    summed, mean = first_layer(loss="sum", max_steps=1), first_layer(loss="mean", max_steps=1)
+    # The first block is full (5 steps x 4 columns): summing over time, averaging over the
+    # batch makes the SGD step bptt = 5 times the per-token mean's (ANCHORS.md, Zaremba).
+    assert not torch.equal(summed, start)
+    torch.testing.assert_close(summed - start, 5 * (mean - start), rtol=1e-4, atol=1e-6)
+
+
+def write_vectors(tmp_path, dim=12):
+    rng = np.random.default_rng(1)
+    words = ["The", "cat", "dog", "mouse"]
+    wv = WordVectors(words, rng.normal(size=(4, dim)).astype(np.float32))
+    path = tmp_path / "vectors.txt"
+    wv.save(path, precision=9)
+    return path, wv
+
+
+def test_vectors_file_initialises_and_freezes_the_embedding(tmp_path, corpus):
+    path, wv = write_vectors(tmp_path)
+    settings = {k: v for k, v in TINY.items() if k != "embed_size"}
+    result = train_language_model(corpus, None, vectors=str(path), epochs=0, **settings)
+    vocab, E = result.vocab, result.model.embedding.weight.detach().numpy()
+    np.testing.assert_array_equal(E[vocab["the"]], wv["The"])  # matched through lowercase
+    np.testing.assert_array_equal(E[vocab["cat"]], wv["cat"])
+    assert result.coverage["matched"] == 3 and result.coverage["lowercase"] == 1
+    frozen = train_language_model(corpus, None, vectors=str(path), freeze_vectors=True,
+                                  epochs=1, **settings)
+    assert frozen.model.decoder.weight.data_ptr() != frozen.model.embedding.weight.data_ptr()
+    np.testing.assert_array_equal(frozen.model.embedding.weight.detach().numpy(), E)
+    with pytest.raises(RnnlabError, match="dimension 12 but the embedding has 8"):
+        train_language_model(corpus, None, vectors=str(path), **dict(settings, embed_size=8))
+
+
+def test_cli_trains_a_tiny_model_end_to_end(tmp_path, corpus, capsys):
+    out = tmp_path / "model"
+    code = main(["train", str(corpus), "--split", "0.1", "0.1", "--level", "char",
+                 "--hidden-size", "16", "--layers", "1", "--optimizer", "adam", "--epochs", "2",
+                 "--batch-size", "8", "--bptt", "10", "--no-progress", "--threads", "1",
+                 "-o", str(out)])
+    assert code == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert [r["epoch"] for r in lines[:2]] == [1, 2] and "test_bpc" in lines[2]
+    assert (out / "metrics.jsonl").read_text().count("\n") == 3
+    assert (out / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    model, vocab, config = load_model(out / "best")
+    assert config["level"] == "char" and config["mode"] == "stream" and "\n" in vocab
+    with pytest.raises(SystemExit):
+        main(["train", str(corpus), "--cell", "nope", "-o", str(out)])
+    assert main(["train", str(tmp_path / "missing.txt"), "-o", str(out / "x")]) == 2
+
+
+KILL_ARGS = ["--split", "0.1", "0", "--hidden-size", "12", "--layers", "1", "--batch-size", "4",
+             "--bptt", "5", "--epochs", "2", "--optimizer", "adam", "--dropout", "0.2",
+             "--threads", "1", "--no-progress", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("straight") / "a"
+    assert main(["train", str(corpus), *KILL_ARGS, "-o", str(out)]) == 0
+    return out
+
+
+def test_ctrl_c_saves_exits_130_and_resumes_to_the_same_weights(tmp_path, corpus, uninterrupted,
+                                                                monkeypatch, capsys):
+    real = train_module.sequence_loss
+    calls = {"n": 0}
+
+    def ctrl_c_at_step_8(logits, targets):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(logits, targets)
+
+    monkeypatch.setattr(train_module, "sequence_loss", ctrl_c_at_step_8)
+    out = tmp_path / "b"
+    assert main(["train", str(corpus), *KILL_ARGS[:-1], "-o", str(out)]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    state = json.loads((out / "last" / "training.json").read_text())
+    assert state["global_step"] == 8  # the step under way finished, then training stopped
+    monkeypatch.setattr(train_module, "sequence_loss", real)
+    assert main(["train", "-o", str(out), "--resume", "--quiet", "--no-progress"]) == 0
+    assert_same_weights(uninterrupted / "last", out / "last")
+
+
+def test_kill_9_then_resume_gives_the_same_weights(tmp_path, corpus, uninterrupted):
+    proc = subprocess.Popen([sys.executable, "-m", "rnnlab", "train", str(corpus), *KILL_ARGS,
+                             "--checkpoint-every", "1", "-o", str(tmp_path / "b")])
+    state_file = tmp_path / "b" / "last" / "training.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if json.loads(state_file.read_text())["global_step"] >= 8:
+                break
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        time.sleep(0.02)
+    if proc.poll() is not None:
+        pytest.skip("the subprocess finished before it could be stopped")
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    assert main(["train", "-o", str(tmp_path / "b"), "--resume", "--quiet", "--no-progress"]) == 0
+    assert_same_weights(uninterrupted / "last", tmp_path / "b" / "last")

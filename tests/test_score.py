@@ -1,0 +1,123 @@
+import math
+
+import pytest
+import torch
+
+from rnnlab.errors import RnnlabError
+from rnnlab.lm.data import build_vocab, tokenize_lines
+from rnnlab.lm.model import LanguageModel
+from rnnlab.lm.score import evaluate, format_table, score_sentence
+
+LINES = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog",
+         "the mat is on the floor"]
+
+
+def tiny(mode: str = "stream", level: str = "word", cell: str = "lstm"):
+    torch.manual_seed(0)
+    vocab = build_vocab(tokenize_lines(LINES, level, mode), level, mode)
+    model = LanguageModel(len(vocab), 8, 12, num_layers=2, cell=cell).eval()
+    return model, vocab, {"level": level, "mode": mode, "lower": False}
+
+
+def brute_force(model, context: list[int], ids: list[int]) -> list[float]:
+    """log P(ids[k] | context, ids[:k]), feeding every prefix through the model on its own."""
+    out = []
+    with torch.no_grad():
+        for k, target in enumerate(ids):
+            logits, _ = model(torch.tensor(context + ids[:k]).view(-1, 1))
+            out.append(float(torch.log_softmax(logits[-1, 0].double(), -1)[target]))
+    return out
+
+
+@pytest.mark.parametrize("mode,start", [("stream", "</s>"), ("sentence", "<s>")])
+def test_sentence_score_equals_prefix_by_prefix(mode, start):
+    model, vocab, config = tiny(mode)
+    result = score_sentence(model, vocab, config, "the cat sat on the mat")
+    assert [r.token for r in result.rows] == "the cat sat on the mat </s>".split()
+    expected = brute_force(model, [vocab[start]], [r.id for r in result.rows])
+    assert [r.logprob for r in result.rows] == pytest.approx(expected, abs=1e-6)
+    assert [r.prob for r in result.rows] == pytest.approx([math.exp(e) for e in expected])
+    assert result.logprob == pytest.approx(sum(expected))
+    assert result.perplexity == pytest.approx(math.exp(-sum(expected) / len(expected)))
+
+
+def test_unknown_words_are_scored_as_unk_and_eos_is_optional():
+    model, vocab, config = tiny()
+    result = score_sentence(model, vocab, config, "the zebra sat", eos=False)
+    assert [(r.token, r.mapped) for r in result.rows] == [
+        ("the", "the"), ("zebra", "<unk>"), ("sat", "sat")]
+    assert result.rows[1].id == vocab.unk_id
+    table = format_table(result)
+    assert "zebra" in table and "<unk>" in table and f"{result.perplexity:.2f}" in table
+
+
+def test_empty_sentence_is_an_error():
+    model, vocab, config = tiny()
+    with pytest.raises(RnnlabError):
+        score_sentence(model, vocab, config, "   ")
+
+
+def test_stream_evaluation_is_exp_of_mean_token_loss(tmp_path):
+    model, vocab, config = tiny()
+    path = tmp_path / "valid.txt"
+    path.write_text("\n".join(LINES[:3]) + "\n")
+    ids = [i for tokens in tokenize_lines(LINES[:3]) for i in vocab.encode(tokens)]
+    losses = [-lp for lp in brute_force(model, [vocab["</s>"]], ids)]
+    exact = evaluate(model, vocab, config, path, batch=1)
+    assert exact["tokens"] == len(ids)
+    assert exact["loss"] == pytest.approx(sum(losses) / len(ids))
+    assert exact["ppl"] == pytest.approx(math.exp(sum(losses) / len(ids)))
+    # Side by side in 3 pieces: every token still predicted once, each piece from a zero state.
+    pieces = evaluate(model, vocab, config, path, batch=3, bptt=4)
+    stream = [vocab["</s>"]] + ids
+    bounds = [round(b * len(ids) / 3) for b in range(4)]
+    total = sum(-sum(brute_force(model, stream[a:a + 1], stream[a + 1:e + 1]))
+                for a, e in zip(bounds, bounds[1:]))
+    assert pieces["tokens"] == len(ids)
+    assert pieces["loss"] == pytest.approx(total / len(ids))
+
+
+def test_sentence_evaluation_adds_up_sentence_scores(tmp_path):
+    model, vocab, config = tiny("sentence", cell="gru")
+    path = tmp_path / "valid.txt"
+    path.write_text("\n".join(LINES) + "\n")
+    result = evaluate(model, vocab, config, path, batch=3)
+    scores = [score_sentence(model, vocab, config, line) for line in LINES]
+    assert result["tokens"] == sum(len(s.rows) for s in scores)
+    assert result["loss"] * result["tokens"] == pytest.approx(-sum(s.logprob for s in scores))
+
+
+def test_char_level_reports_bits_per_character(tmp_path):
+    model, vocab, config = tiny(level="char")
+    path = tmp_path / "valid.txt"
+    path.write_text("the cat\n")
+    result = evaluate(model, vocab, config, path, batch=1)
+    assert result["tokens"] == len("the cat\n")
+    assert result["bits"] == pytest.approx(result["loss"] / math.log(2))
+    row = score_sentence(model, vocab, config, "at").rows
+    assert [r.token for r in row] == ["a", "t", "\n"]
+
+
+def test_cli_score_and_evaluate(tmp_path, capsys):
+    from rnnlab.cli import main
+    from rnnlab.lm.checkpoint import save_model
+
+    model, vocab, config = tiny()
+    save_model(tmp_path / "m", model, vocab, config)
+    text = tmp_path / "valid.txt"
+    text.write_text("the cat sat\nthe zebra sat on the mat\n")
+    assert main(["score", str(tmp_path / "m"), "the zebra sat"]) == 0
+    out = capsys.readouterr().out
+    assert "zebra" in out and "<unk>" in out and "perplexity" in out
+    assert main(["score", str(tmp_path / "m"), "--file", str(text)]) == 0
+    assert "all 2 sentences" in capsys.readouterr().out
+    assert main(["evaluate", str(tmp_path / "m"), str(text)]) == 0
+    expected = evaluate(model, vocab, config, text)
+    assert f"perplexity {expected['ppl']:.2f}" in capsys.readouterr().out
+    save_model(tmp_path / "run" / "best", model, vocab, config)  # a training run's folder
+    assert main(["score", str(tmp_path / "run"), "the cat"]) == 0
+    assert "perplexity" in capsys.readouterr().out
+    assert main(["score", str(tmp_path / "m")]) == 2
+    assert main(["evaluate", str(tmp_path / "missing"), str(text)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("rnnlab ") for line in err)
