@@ -209,3 +209,28 @@ def test_cli_user_errors_are_one_line(tmp_path, capsys):
     assert main(["gradflow", "--cells", "nope", "-o", str(tmp_path / "g.png")]) == 2
     assert "unknown cell type" in capsys.readouterr().err
     assert main(["gradflow", "--length", "0", "-o", str(tmp_path / "g.png")]) == 2
+
+
+def test_cli_measures_a_trained_language_model(tmp_path, capsys):
+    """--model reads the text through the model's own embedding, from the sentence start."""
+    import json
+
+    from rnnlab.lm import train_language_model
+    from rnnlab.lm.checkpoint import load_model
+
+    (tmp_path / "t.txt").write_text("the cat sat on the mat\nthe dog sat on the rug\n" * 40)
+    train_language_model(tmp_path / "t.txt", tmp_path / "m", split=(0.1, 0), layers=2,
+                         hidden_size=8, optimizer="adam", lr=0.01, bptt=5, batch_size=4,
+                         epochs=1, progress=False, quiet=True)
+    png, js = tmp_path / "g.png", tmp_path / "g.json"
+    assert main(["gradflow", "--model", str(tmp_path / "m"), "--text", "the cat sat",
+                 "-o", str(png), "--json", str(js)]) == 0
+    assert "4 tokens" in capsys.readouterr().out and png.exists()
+    (measured,) = json.loads(js.read_text()).values()
+
+    model, vocab, _ = load_model(tmp_path / "m" / "best")
+    ids = [vocab.stoi["</s>"]] + vocab.encode(["the", "cat", "sat"])
+    x = model.embedding(torch.tensor(ids)).detach().unsqueeze(1)
+    expected = dg.gradient_flow(model.rnn, x)
+    assert np.allclose(measured["grad"], expected.grad, rtol=1e-9)
+    assert len(measured["grad"]) == 5 and "grad_c" in measured

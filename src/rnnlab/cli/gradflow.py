@@ -46,11 +46,31 @@ def register(subparsers) -> None:
     p.add_argument("--threshold", type=float, default=1e6,
                    help="a norm above this counts as exploded (default 1e6)")
     p.add_argument("--json", help="also write every measured array to this JSON file")
+    p.add_argument("--model", help="a trained language model (folder, or the output folder of "
+                                   "`rnnlab train`): measure its recurrent layers on --text "
+                                   "instead of fresh cells")
+    p.add_argument("--text", default="the meaning of a word depends on the words before it",
+                   help="the input read by --model, from the sentence start")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Measure, print the tables, write the plot (and JSON)."""
+def model_flow(args: argparse.Namespace) -> tuple[str, diagnostics.GradientFlow]:
+    """The gradient flow of a trained model's recurrent layers on its embedding of --text."""
+    from rnnlab.cli.lm import load
+    from rnnlab.lm.score import encode_prompt, start_ids
+
+    model, vocab, config = load(args.model)
+    ids, _ = encode_prompt(vocab, config, args.text)
+    if not ids:
+        raise RnnlabError("--text has no tokens")
+    tokens = torch.tensor(start_ids(vocab, config) + ids)
+    x = model.embedding(tokens).detach().unsqueeze(1)
+    label = f"{args.model} ({model.rnn.cell_type}, {len(tokens)} tokens)"
+    return label, diagnostics.gradient_flow(model.rnn, x, threshold=args.threshold)
+
+
+def cell_flows(args: argparse.Namespace) -> list[tuple[str, diagnostics.GradientFlow]]:
+    """The gradient flow of fresh cells of each chosen type and radius."""
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     if not cells:
         raise RnnlabError("--cells is empty")
@@ -71,11 +91,16 @@ def run(args: argparse.Namespace) -> int:
     if have is not None and 4 * need > have:
         raise RnnlabError(f"--hidden {args.hidden} with --length {args.length} and --batch {args.batch} "
                           f"needs over {need / 2**30:.1f} GiB of Jacobians per cell; lower them")
+    with tqdm(total=len(cells) * len(args.radius), desc="gradflow", leave=False) as bar:
+        return diagnostics.sweep(cells, args.radius, args.length, args.hidden, args.input_size,
+                                 args.batch, args.seed, args.threshold, bar.update)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure, print the tables, write the plot (and JSON)."""
     # Matrices of a few dozen rows: extra threads only add synchronisation.
     torch.set_num_threads(1)
-    with tqdm(total=len(cells) * len(args.radius), desc="gradflow", leave=False) as bar:
-        flows = diagnostics.sweep(cells, args.radius, args.length, args.hidden, args.input_size,
-                                  args.batch, args.seed, args.threshold, bar.update)
+    flows = [model_flow(args)] if args.model else cell_flows(args)
     print(diagnostics.format_table(flows, args.threshold))
     diagnostics.plot_gradient_flow(flows, args.output)
     print(f"wrote {args.output}")
