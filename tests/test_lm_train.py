@@ -155,6 +155,29 @@ def test_vectors_file_initialises_and_freezes_the_embedding(tmp_path, corpus):
         train_language_model(corpus, None, vectors=str(path), **dict(settings, embed_size=8))
 
 
+@pytest.mark.parametrize("freeze", [False, True])
+def test_resume_with_vectors_keeps_their_embedding_size(tmp_path, corpus, freeze):
+    # hidden 8, vectors 12: a resume that forgot the vectors' size would rebuild at 8.
+    path, _ = write_vectors(tmp_path)
+    settings = dict(TINY, hidden_size=8, embed_size=None, split=(0.1, 0), vectors=str(path),
+                    freeze_vectors=freeze)
+    train_language_model(corpus, tmp_path / "a", epochs=2, **settings)
+    train_language_model(corpus, tmp_path / "b", epochs=1, **settings)
+    resumed = train_language_model(corpus, tmp_path / "b", resume=True, epochs=2)
+    assert resumed.model.embedding.weight.shape[1] == 12
+    assert resumed.model.embedding.weight.requires_grad is not freeze
+    assert_same_weights(tmp_path / "a" / "last", tmp_path / "b" / "last")
+
+
+def test_stopping_inside_the_first_epoch_still_writes_best(tmp_path, corpus):
+    result = train_language_model(corpus, tmp_path / "run", split=(0.1, 0), max_steps=2, **TINY)
+    assert result.stopped == "max-steps" and result.best_epoch is None
+    config = json.loads((tmp_path / "run" / "best" / "config.json").read_text())
+    assert (config["epoch"], config["step"], config["partial"]) == (1, 2, True)
+    assert math.isfinite(config["valid_loss"])
+    assert_same_weights(tmp_path / "run" / "best", tmp_path / "run" / "last")
+
+
 def test_cli_trains_a_tiny_model_end_to_end(tmp_path, corpus, capsys):
     out = tmp_path / "model"
     code = main(["train", str(corpus), "--split", "0.1", "0.1", "--level", "char",

@@ -13,14 +13,16 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from safetensors.torch import load_model as st_load_model
 from safetensors.torch import save_model as st_save_model
 from torch import Tensor
 
+from rnnlab.cells import CELL_TYPES
 from rnnlab.errors import RnnlabError
 from rnnlab.fileio import atomic_dir
+from rnnlab.lm.data import check_level_mode
 from rnnlab.lm.model import LanguageModel
 from rnnlab.text.vocab import Vocabulary
 
@@ -72,7 +74,42 @@ def read_config(path: str | Path) -> dict:
     for key in ("level", "mode", "model"):
         if key not in config:
             raise RnnlabError(f"{path / 'config.json'}: missing {key!r}")
+    try:
+        check_level_mode(config["level"], config["mode"])
+    except RnnlabError as e:
+        raise RnnlabError(f"{path / 'config.json'}: {e}") from None
+    if not isinstance(config.get("lower", False), bool):
+        raise RnnlabError(f"{path / 'config.json'}: 'lower' must be true or false, "
+                          f"got {config['lower']!r}")
+    _check_model_settings(config["model"], path / "config.json")
     return config
+
+
+def _check_model_settings(model: dict, where: Path) -> None:
+    # JSON allows any type anywhere: a string or bool must not slip into a size or a switch.
+    if not isinstance(model, dict):
+        raise RnnlabError(f"{where}: 'model' must be an object")
+    if "vocab_size" not in model:
+        raise RnnlabError(f"{where}: model setting 'vocab_size' missing")
+    for key in ("vocab_size", "embed_size", "hidden_size", "num_layers"):
+        value = model.get(key, 1)
+        if type(value) is not int or value < 1:
+            raise RnnlabError(f"{where}: model setting {key!r} must be a positive integer, "
+                              f"got {value!r}")
+    if model.get("cell", "lstm") not in CELL_TYPES:
+        raise RnnlabError(f"{where}: unknown cell {model['cell']!r}; "
+                          f"choose from {', '.join(CELL_TYPES)}")
+    dropout = model.get("dropout", 0.0)
+    if type(dropout) not in (int, float) or not 0.0 <= dropout < 1.0:
+        raise RnnlabError(f"{where}: model setting 'dropout' must be a number in [0, 1), "
+                          f"got {dropout!r}")
+    if not isinstance(model.get("tie_weights", True), bool):
+        raise RnnlabError(f"{where}: model setting 'tie_weights' must be true or false, "
+                          f"got {model['tie_weights']!r}")
+    init_range = model.get("init_range")
+    if init_range is not None and type(init_range) not in (int, float):
+        raise RnnlabError(f"{where}: model setting 'init_range' must be a number or null, "
+                          f"got {init_range!r}")
 
 
 def load_model(path: str | Path, device: str = "cpu") -> tuple[LanguageModel, Vocabulary, dict]:
@@ -82,19 +119,35 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[LanguageModel, Vo
     vocab = Vocabulary.load(path / "vocab.json")
     try:
         model = LanguageModel(**config["model"])
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise RnnlabError(f"{path / 'config.json'}: bad model settings ({e})") from None
     if len(vocab) != model.config["vocab_size"]:
         raise RnnlabError(f"{path}: vocabulary has {len(vocab)} tokens but the model "
                           f"expects {model.config['vocab_size']}")
+    weights = path / "model.safetensors"
     try:
-        st_load_model(model, path / "model.safetensors", strict=True, device=device)
+        _check_shapes(model, weights)
+        missing, unexpected = st_load_model(model, weights, strict=False, device=device)
     except FileNotFoundError:
         raise RnnlabError(f"{path}: model.safetensors missing") from None
     except (SafetensorError, RuntimeError, OSError) as e:
-        raise RnnlabError(f"{path / 'model.safetensors'}: unreadable or wrong shapes "
-                          f"({str(e).splitlines()[0]})") from None
+        raise RnnlabError(f"{weights}: unreadable ({str(e).splitlines()[0]})") from None
+    if missing or unexpected:
+        raise RnnlabError(f"{weights}: does not match config.json (missing tensors: "
+                          f"{', '.join(sorted(missing)) or '-'}; unexpected tensors: "
+                          f"{', '.join(sorted(unexpected)) or '-'})")
     return model.to(device).eval(), vocab, config
+
+
+def _check_shapes(model: LanguageModel, weights: Path) -> None:
+    # Only the header is read: names and shapes, no tensor data.
+    expected = model.state_dict()
+    with safe_open(str(weights), framework="pt") as f:
+        for name in f.keys():
+            shape = tuple(f.get_slice(name).get_shape())
+            if name in expected and shape != tuple(expected[name].shape):
+                raise RnnlabError(f"{weights}: wrong shapes: tensor {name!r} is {shape}, "
+                                  f"config.json implies {tuple(expected[name].shape)}")
 
 
 def resume_folder(path: str | Path) -> Path:

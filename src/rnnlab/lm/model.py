@@ -8,6 +8,8 @@ projection H -> E sits in between so the tie still holds.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -15,6 +17,23 @@ from torch import Tensor, nn
 from rnnlab.cells import CELL_TYPES, State
 from rnnlab.errors import RnnlabError
 from rnnlab.recurrent import Recurrent
+
+# Weight matrices per cell: one per gate or candidate (SPEC.md's equations).
+GATES = {"rnn": 1, "rnn-relu": 1, "lstm": 4, "peephole": 4, "coupled": 3, "gru": 3}
+
+
+def check_size(vocab_size: int, embed_size: int, hidden_size: int, num_layers: int,
+               cell: str = "lstm", tie_weights: bool = True) -> None:
+    """Refuse, before allocating anything, a model whose float32 weights exceed physical memory."""
+    V, E, H = vocab_size, embed_size, hidden_size
+    recurrent = sum(GATES[cell] * H * (H + (E if k == 0 else H) + 1) for k in range(num_layers))
+    decoder = V + (H * E if H != E else 0) if tie_weights else V * (H + 1)
+    need = 4 * (V * E + recurrent + decoder)
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise RnnlabError(f"a {cell} model with vocabulary {V}, embedding {E}, hidden size {H} "
+                          f"and {num_layers} layers needs {need / 2**30:.1f} GiB for its weights "
+                          f"alone; this machine has {have / 2**30:.1f} GiB")
 
 
 class LanguageModel(nn.Module):
@@ -39,6 +58,7 @@ class LanguageModel(nn.Module):
             raise RnnlabError("vocabulary, embedding, hidden sizes and layers must be positive")
         if not 0.0 <= dropout < 1.0:
             raise RnnlabError(f"dropout must be in [0, 1), got {dropout}")
+        check_size(vocab_size, embed_size, hidden_size, num_layers, cell, tie_weights)
         self.config = dict(vocab_size=vocab_size, embed_size=embed_size, hidden_size=hidden_size,
                            num_layers=num_layers, cell=cell, dropout=dropout,
                            tie_weights=tie_weights, init_range=init_range, **cell_options)

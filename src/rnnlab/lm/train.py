@@ -115,6 +115,9 @@ class TrainSettings:
                      "max_bad_steps", "min_count"):
             if getattr(self, name) < 1:
                 raise RnnlabError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.embed_size is not None and self.embed_size < 1:
+            raise RnnlabError(f"embedding size (embed_size) must be at least 1, "
+                              f"got {self.embed_size}")
         if self.epochs < 0 or self.checkpoint_every < 0 or self.clip < 0:
             raise RnnlabError("epochs, checkpoint_every and clip must not be negative")
         if self.lr is not None and not self.lr > 0:
@@ -288,17 +291,24 @@ class Trainer:
         s = self.s
         wv, tie = None, s.tie_weights
         embed = s.embed_size
-        if s.vectors and self.saved is None:
+        if self.saved is not None:
+            # The vectors' dimension may have set it; the checkpoint knows what was built.
+            last = checkpoint.resume_folder(self.out / "last")
+            embed = checkpoint.read_config(last)["model"]["embed_size"]
+        elif s.vectors:
             from rnnlab.word2vec.vectors import WordVectors
 
             wv = WordVectors.load(s.vectors)
-            embed = embed or int(wv.vectors.shape[1])
+            if embed is None:
+                embed = int(wv.vectors.shape[1])
         if s.freeze_vectors and tie:
             self.log("note: frozen vectors are not tied to the decoder (weight tying off)")
             tie = False
         torch.manual_seed(s.seed)
         self.model = LanguageModel(len(self.vocab), embed or s.hidden_size, s.hidden_size,
                                    s.layers, s.cell, s.dropout, tie, s.init_range)
+        if s.freeze_vectors:  # load_vectors froze them on the first run; a resume must too
+            self.model.embedding.weight.requires_grad_(False)
         self.coverage = None
         if wv is not None:
             self.coverage = self.model.load_vectors(wv, self.vocab, s.freeze_vectors)
@@ -447,6 +457,19 @@ class Trainer:
         self.hidden = None
         self.save_last()
 
+    def save_partial_best(self) -> None:
+        """Stopped before any epoch ended: write `best/` from the current weights.
+
+        best_valid stays unset, so a resumed run replaces it exactly as an uninterrupted one.
+        """
+        if self.out is None or self.best_state is not None:
+            return
+        record = {"epoch": self.epoch, "step": self.global_step, "partial": True}
+        if self.valid_data is not None:
+            valid = metrics(evaluate_batches(self.model, self.valid_data), self.s.level)
+            record.update({f"valid_{k}": v for k, v in valid.items()})
+        checkpoint.save_model(self.out / "best", self.model, self.vocab, self.config, extra=record)
+
     def train_epochs(self) -> str:
         s = self.s
         while self.epoch <= s.epochs:
@@ -478,6 +501,7 @@ class Trainer:
                         self.save_last()
                         if self.interrupted:
                             return "interrupted"
+                        self.save_partial_best()
                         return "max-steps" if self.global_step == s.max_steps else "time-limit"
             self.end_epoch(time.perf_counter() - start, tokens)
             if s.patience and self.bad_epochs >= s.patience:
