@@ -3,16 +3,17 @@
 import os
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
 
 from rnnlab.cli import main
-from rnnlab.cli.vectors import display_width
 from rnnlab.text import corpus
 from rnnlab.text.corpus import Corpus
 from rnnlab.text.tokenize import get_tokenizer
 from rnnlab.text.vocab import Vocabulary
+from rnnlab.text.width import display_width
 from rnnlab.word2vec.vectors import WordVectors
 
 # Han, Latin, digits, full-width punctuation, an ideographic space, U+20000 (a CJK Extension B
@@ -172,3 +173,48 @@ def test_char_model_trains_and_generates_valid_utf8(tmp_path):
     # The prime, 40 characters and a final newline unless the last character drawn was one.
     assert text.startswith(prime) and len(text) in (43, 44) and text.endswith("\n")
     assert set(text) <= chars
+
+
+SEGMENTED = ["我 爱 北京 天安门", "天安门 上 太阳 升", "我 爱 𠀀字 😀", "北京 是 首都"] * 6
+LM_TINY = dict(split=(0.1, 0), layers=1, hidden_size=8, bptt=5, batch_size=2, eval_batch_size=2, epochs=1,
+               progress=False, quiet=True, threads=1)
+
+
+def test_segmented_model_keeps_the_given_words(tmp_path):
+    from rnnlab.lm import load_model, score_sentence, train_language_model
+
+    (tmp_path / "seg.txt").write_text("\n".join(SEGMENTED) + "\n", encoding="utf-8")
+    result = train_language_model(tmp_path / "seg.txt", tmp_path / "m", level="segmented", **LM_TINY)
+    words = {w for line in SEGMENTED for w in line.split()}
+    assert set(result.vocab.itos) == words | {"<unk>", "</s>"}
+    model, vocab, config = load_model(tmp_path / "m" / "best")
+    assert config["level"] == "segmented"
+    score = score_sentence(model, vocab, config, "我 爱 北京")
+    assert [r.token for r in score.rows] == ["我", "爱", "北京", "</s>"]
+    assert all(r.mapped == r.token for r in score.rows)
+
+
+def test_jieba_model_trains_on_raw_chinese(tmp_path, monkeypatch):
+    known = sorted({"北京", "天安门", "太阳", "首都", "𠀀字"}, key=len, reverse=True)
+
+    def lcut(line):
+        tokens, i = [], 0
+        while i < len(line):
+            j = next((i + len(w) for w in known if line.startswith(w, i)), i + 1)
+            tokens.append(line[i:j])
+            i = j
+        return tokens
+
+    monkeypatch.setitem(sys.modules, "jieba", types.SimpleNamespace(lcut=lcut, setLogLevel=lambda _: None))
+    raw = [line.replace(" ", "") for line in SEGMENTED]
+    (tmp_path / "raw.txt").write_text("\n".join(raw) + "\n", encoding="utf-8")
+    assert main(["train", str(tmp_path / "raw.txt"), "-o", str(tmp_path / "m"), "--level", "jieba",
+                 "--split", "0.1", "0", "--layers", "1", "--hidden-size", "8", "--bptt", "5",
+                 "--batch-size", "2", "--eval-batch-size", "2", "--epochs", "1", "--quiet",
+                 "--no-progress", "--threads", "1"]) == 0
+    from rnnlab.lm import load_model
+
+    _, vocab, config = load_model(tmp_path / "m" / "best")
+    assert config["level"] == "jieba"
+    words = {w for line in SEGMENTED for w in line.split()}
+    assert set(vocab.itos) == words | {"<unk>", "</s>"}

@@ -100,3 +100,15 @@ def test_split_fractions_are_contiguous_and_deterministic():
         split_lines(lines, 0.6, 0.4)
     with pytest.raises(RnnlabError, match="too few"):
         split_lines(lines[:3], 0.1, 0.1)
+
+
+def test_segmented_lines_keep_their_tokens_exactly_in_both_modes():
+    lines = ["我 爱 北京 OK", "", "天安门 上"]
+    assert list(tokenize_lines(lines, "segmented", "stream", lower=True)) == [
+        ["我", "爱", "北京", "OK", "</s>"], ["天安门", "上", "</s>"]]
+    assert list(tokenize_lines(lines, "segmented", "sentence"))[1] == ["<s>", "天安门", "上", "</s>"]
+
+
+def test_unknown_level_is_one_clear_error():
+    with pytest.raises(RnnlabError, match="level must be one of word, char, segmented, jieba"):
+        list(tokenize_lines(["a"], "bpe", "stream"))

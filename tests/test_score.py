@@ -1,4 +1,6 @@
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -6,7 +8,8 @@ import torch
 from rnnlab.errors import RnnlabError
 from rnnlab.lm.data import build_vocab, tokenize_lines
 from rnnlab.lm.model import LanguageModel
-from rnnlab.lm.score import evaluate, format_table, score_sentence
+from rnnlab.lm.score import SentenceScore, TokenScore, evaluate, format_table, score_sentence
+from rnnlab.text.width import display_width, pad
 
 LINES = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog",
          "the mat is on the floor"]
@@ -121,3 +124,39 @@ def test_cli_score_and_evaluate(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "missing"), str(text)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("rnnlab ") for line in err)
+
+
+def test_table_columns_line_up_for_chinese_tokens():
+    rows = [TokenScore("我", "我", 4, 0.5, math.log(0.5)),
+            TokenScore("天安门广场很大", "<unk>", 0, 0.25, math.log(0.25)),
+            TokenScore("😀", "😀", 5, 0.125, math.log(0.125)),
+            TokenScore("</s>", "</s>", 2, 0.5, math.log(0.5))]
+    lines = format_table(SentenceScore("我 天安门广场很大 😀", rows)).splitlines()
+    table = lines[:-1]  # the last line is the totals sentence
+    assert len(table) == 2 + len(rows)
+    assert len({display_width(line) for line in table}) == 1
+    assert any(display_width(line) != len(line) for line in table)
+    # the probability column starts in the same terminal column on every row
+    starts = {display_width(line[: line.index(f"{r.prob:.6f}")]) for line, r in zip(table[2:], rows)}
+    assert len(starts) == 1
+
+
+def test_display_width_and_pad():
+    assert [display_width(w) for w in ["abc", "北京", "😀", "e\u0301", "，"]] == [3, 4, 2, 1, 2]
+    assert pad("北京", 6) == "北京  " and pad("ab", 2) == "ab"
+
+
+@pytest.mark.parametrize("first", ["rnnlab.lm", "rnnlab.lm.score", "rnnlab.lm.generate"])
+def test_notebook_api_imports_from_rnnlab_lm_in_a_fresh_interpreter(first):
+    code = (f"import {first}\n"
+            "from rnnlab.lm import (KneserNeyBigram, LanguageModel, SentenceScore, TrainSettings, "
+            "evaluate, format_table, generate, load_model, save_model, score_sentence, "
+            "train_language_model)\n"
+            "import sys\n"
+            "lm = {name: sys.modules[f'rnnlab.lm.{name}']\n"
+            "      for name in ('checkpoint', 'generate', 'score', 'train')}\n"
+            "assert generate is lm['generate'].generate and score_sentence is lm['score'].score_sentence\n"
+            "assert load_model is lm['checkpoint'].load_model\n"
+            "assert train_language_model is lm['train'].train_language_model\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr

@@ -2,6 +2,8 @@
 
 import gzip
 import json
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -256,3 +258,44 @@ def test_corpus_file_trains_like_the_same_sentences(corpus_file):
 def test_cli_reports_user_errors(tmp_path, capsys):
     assert main(["embed", str(tmp_path / "missing.txt"), "-o", str(tmp_path / "v.bin")]) == 2
     assert "rnnlab embed: error:" in capsys.readouterr().err
+
+
+EMBED_TINY = ["--size", "8", "--min-count", "1", "--epochs", "1", "--threads", "1", "--quiet"]
+
+
+def test_cli_level_segmented_keeps_words_exactly_and_word_lowercases(tmp_path):
+    path = tmp_path / "seg.txt"
+    path.write_text("我 爱 北京 OK\n北京 是 首都 OK\n" * 5, encoding="utf-8")
+    assert main(["embed", str(path), "-o", str(tmp_path / "seg_vectors.txt"), "--level", "segmented",
+                 "--lower", *EMBED_TINY]) == 0
+    assert set(WordVectors.load(tmp_path / "seg_vectors.txt").index_to_key) == {
+        "我", "爱", "北京", "是", "首都", "OK"}
+    assert main(["embed", str(path), "-o", str(tmp_path / "word.txt"), "--lower", *EMBED_TINY]) == 0
+    words = WordVectors.load(tmp_path / "word.txt").index_to_key
+    assert "ok" in words and "OK" not in words
+
+
+def test_cli_level_jieba_segments_raw_chinese(tmp_path, monkeypatch):
+    known = ["北京", "首都"]
+
+    def lcut(line):
+        tokens, i = [], 0
+        while i < len(line):
+            j = next((i + len(w) for w in known if line.startswith(w, i)), i + 1)
+            tokens.append(line[i:j])
+            i = j
+        return tokens
+
+    monkeypatch.setitem(sys.modules, "jieba", types.SimpleNamespace(lcut=lcut, setLogLevel=lambda _: None))
+    path = tmp_path / "raw.txt"
+    path.write_text("我爱北京\n北京是首都\n" * 5, encoding="utf-8")
+    assert main(["embed", str(path), "-o", str(tmp_path / "v.txt"), "--level", "jieba", *EMBED_TINY]) == 0
+    assert set(WordVectors.load(tmp_path / "v.txt").index_to_key) == {"我", "爱", "北京", "是", "首都"}
+
+
+def test_cli_level_jieba_without_jieba_is_one_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "jieba", None)
+    path = tmp_path / "raw.txt"
+    path.write_text("我爱北京\n", encoding="utf-8")
+    assert main(["embed", str(path), "-o", str(tmp_path / "v.txt"), "--level", "jieba", *EMBED_TINY]) == 2
+    assert "pip install 'rnnlab[chinese]'" in capsys.readouterr().err

@@ -38,7 +38,8 @@ SETTINGS = [
 
 def run(args: argparse.Namespace) -> None:
     out_format = format_for(args.output)
-    corpus = Corpus(args.corpus, lower=args.lower, encoding=args.encoding, errors=args.errors)
+    corpus = Corpus(args.corpus, level=args.level, lower=args.lower, encoding=args.encoding,
+                    errors=args.errors)
     if args.init is not None:
         model = Word2Vec.load(args.init)
         for flag in ("epochs", "alpha", "min_alpha", "workers", "seed"):
@@ -63,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "embed",
         help="train word vectors (word2vec skip-gram or CBOW) on text files",
-        description="Train word2vec vectors on whitespace-tokenized text, one sentence per line, "
+        description="Train word2vec vectors on text, one sentence per line (words split at whitespace, "
+        "or raw Chinese cut by jieba with --level jieba), "
         "with word2vec.c's defaults: skip-gram, 100-d, window 5, 5 negatives, min-count 5, "
         "sample 1e-3, 5 epochs.",
         epilog=EPILOG,
@@ -79,6 +81,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cbow", action="store_true", help="CBOW instead of skip-gram")
     p.add_argument("--hs", action="store_true",
                    help="hierarchical softmax (with --negative 0 alone, else with negative sampling)")
+    p.add_argument("--level", choices=("word", "segmented", "jieba"), default="word",
+                   help="word: split at whitespace (default); segmented: pre-segmented text (e.g. "
+                   "Chinese split by spaces) taken exactly, --lower ignored; jieba: raw Chinese "
+                   "cut into words by jieba (pip install 'rnnlab[chinese]')")
     p.add_argument("--lower", action="store_true", help="lowercase the text")
     p.add_argument("--encoding", default="utf-8", help="text encoding of the corpus (default utf-8)")
     p.add_argument("--errors", default="strict", metavar="HANDLER",

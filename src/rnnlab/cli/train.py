@@ -48,7 +48,9 @@ def register(subparsers) -> None:
     g.add_argument("--test", metavar="FILE", help="test text, scored with the best model")
     g.add_argument("--split", nargs=2, type=float, metavar=("VALID", "TEST"),
                    help="cut validation and test fractions off the end of TRAIN instead")
-    g.add_argument("--level", choices=LEVELS, help=f"tokens: words or characters ({D.level})")
+    g.add_argument("--level", choices=LEVELS,
+                   help="tokens: words (whitespace), characters, segmented (pre-segmented text, "
+                        f"e.g. Chinese split by spaces) or jieba (raw Chinese, needs jieba) ({D.level})")
     g.add_argument("--mode", choices=MODES,
                    help="stream: one continuous text in bptt blocks, state carried; sentence: "
                         f"each line '<s> ... </s>' from a zero state ({D.mode})")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import unicodedata
 from pathlib import Path
 
 from rnnlab.errors import RnnlabError
+from rnnlab.text.width import display_width, pad
 from rnnlab.word2vec.evaluate import evaluate_analogies, evaluate_similarity, plot_word_map
 from rnnlab.word2vec.vectors import WordVectors
 
@@ -39,19 +39,11 @@ def gensim_test_file(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def display_width(text: str) -> int:
-    """Terminal columns of `text`: two for wide characters (CJK, emoji), none for combining marks."""
-    return sum(
-        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
-        for c in text
-    )
-
-
 def print_scores(rows: list[tuple[str, float]]) -> None:
     """Words and scores in two columns, padded by display width so that Chinese lines up too."""
     width = max((display_width(word) for word, _ in rows), default=0)
     for word, score in rows:
-        print(f"{word}{' ' * (width - display_width(word))}  {score:7.4f}")
+        print(f"{pad(word, width)}  {score:7.4f}")
 
 
 def run_similar(args: argparse.Namespace) -> None:

@@ -20,10 +20,9 @@ from torch import Tensor
 
 from rnnlab.errors import RnnlabError
 from rnnlab.text.corpus import read_lines
-from rnnlab.text.tokenize import get_tokenizer
+from rnnlab.text.tokenize import LEVELS, get_tokenizer
 from rnnlab.text.vocab import BOS, EOS, UNK, Vocabulary
 
-LEVELS = ("word", "char")
 MODES = ("stream", "sentence")
 IGNORE = -100  # cross_entropy's ignore_index: padded target positions
 

@@ -22,6 +22,7 @@ from rnnlab.errors import RnnlabError
 from rnnlab.lm.data import IGNORE, encode_text, pad_sentences, read_text, tokenize_lines
 from rnnlab.text.tokenize import get_tokenizer
 from rnnlab.text.vocab import BOS, EOS
+from rnnlab.text.width import display_width, pad
 
 
 def start_token(config: dict) -> str:
@@ -165,12 +166,12 @@ def show_token(token: str) -> str:
 
 def format_table(score: SentenceScore) -> str:
     """The lecture's chain of conditional probabilities as a table, with the sentence's totals."""
-    width = max(8, *(len(show_token(r.token)) for r in score.rows))
-    header = f"{'t':>3}  {'token':<{width}}  {'as':<{width}}  {'P(w_t | <S>, …)':>16}  {'log P':>8}"
-    lines = [header, "-" * len(header)]
+    width = max(8, *(display_width(show_token(r.token)) for r in score.rows))
+    header = f"{'t':>3}  {pad('token', width)}  {pad('as', width)}  {'P(w_t | <S>, …)':>16}  {'log P':>8}"
+    lines = [header, "-" * display_width(header)]
     for t, r in enumerate(score.rows, 1):
         mapped = r.mapped if r.mapped != r.token else ""
-        lines.append(f"{t:>3}  {show_token(r.token):<{width}}  {show_token(mapped):<{width}}  "
+        lines.append(f"{t:>3}  {pad(show_token(r.token), width)}  {pad(show_token(mapped), width)}  "
                      f"{r.prob:>16.6f}  {r.logprob:>8.3f}")
     lines.append(f"total log P = {score.logprob:.3f} nats ({score.logprob / math.log(2):.3f} bits) "
                  f"over {len(score.rows)} tokens; perplexity {score.perplexity:.2f}")
