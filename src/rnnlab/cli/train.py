@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from rnnlab.cells import CELL_TYPES
 from rnnlab.lm.data import LEVELS, MODES
@@ -126,5 +127,6 @@ def run(args: argparse.Namespace) -> int:
         best = ("" if result.best_valid_loss is None else
                 f", best valid loss {result.best_valid_loss:.4f} (epoch {result.best_epoch})")
         test = "" if result.test is None else f", test ppl {result.test['ppl']:.2f}"
-        print(f"{result.stopped}{best}{test}; model in {args.output}/best")
+        folder = "best" if (Path(args.output) / "best").is_dir() else "last"
+        print(f"{result.stopped}{best}{test}; model in {Path(args.output) / folder}")
     return 130 if result.stopped == "interrupted" else 0
