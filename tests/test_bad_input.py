@@ -206,6 +206,47 @@ def test_errors_replace_reads_invalid_utf8(capsys, data, tmp_path):
 def test_unknown_encoding(capsys, data, out):
     user_error(capsys, ["embed", data / "good.txt", "-o", out / "out.bin", "--encoding", "klingon"],
                "klingon")
+    user_error(capsys, ["train", data / "good.txt", "-o", out / "run", "--encoding", "klingon"],
+               "klingon")
+    user_error(capsys, ["evaluate", data / "lm", data / "good.txt", "--encoding", "klingon"], "klingon")
+    user_error(capsys, ["score", data / "lm", "--file", data / "good.txt", "--encoding", "klingon"],
+               "klingon")
+
+
+TINY_TRAIN = ["--no-progress", "--quiet", "--epochs", "1", "--layers", "1", "--hidden-size", "4",
+              "--batch-size", "1", "--bptt", "3", "--threads", "1"]
+
+
+def test_errors_replace_reads_invalid_utf8_for_the_language_model(capsys, data, tmp_path):
+    """latin1.txt's 0xff: U+FFFD with replace, gone with ignore, in train, evaluate and score."""
+    run = tmp_path / "run"
+    assert main(["train", str(data / "latin1.txt"), "-o", str(run), "--errors", "replace", *TINY_TRAIN]) == 0
+    assert "\ufffd" in json.loads((run / "best" / "vocab.json").read_text(encoding="utf-8"))["tokens"]
+    capsys.readouterr()
+    assert main(["evaluate", str(data / "lm"), str(data / "latin1.txt"), "--errors", "replace"]) == 0
+    assert "7 tokens" in capsys.readouterr().out  # the cat </s> sat \ufffd on </s>
+    assert main(["evaluate", str(data / "lm"), str(data / "latin1.txt"), "--errors", "ignore"]) == 0
+    assert "6 tokens" in capsys.readouterr().out
+    assert main(["score", str(data / "lm"), "--file", str(data / "latin1.txt"), "--errors", "replace"]) == 0
+    assert "sentence 2: sat \ufffd on" in capsys.readouterr().out
+
+
+def test_latin1_text_trains_with_its_encoding_and_resumes(capsys, tmp_path):
+    text = tmp_path / "cafe.txt"
+    text.write_bytes("le café est là\n".encode("latin-1") * 4)
+    run = tmp_path / "run"
+    argv = ["train", str(text), "-o", str(run), "--encoding", "latin-1", *TINY_TRAIN]
+    assert main([*argv, "--max-steps", "2"]) == 0
+    # unchanged on resume: accepted; left out: the run keeps reading latin-1
+    assert main(["train", "-o", str(run), "--resume", "--encoding", "latin-1", "--max-steps", "4"]) == 0
+    assert main(["train", "-o", str(run), "--resume"]) == 0
+    state = json.loads((run / "last" / "training.json").read_text())
+    assert state["settings"]["encoding"] == "latin-1" and state["global_step"] > 4
+    tokens = json.loads((run / "best" / "vocab.json").read_text(encoding="utf-8"))["tokens"]
+    assert {"café", "là"} <= set(tokens)
+    capsys.readouterr()
+    assert main(["evaluate", str(run), str(text), "--encoding", "latin-1"]) == 0
+    assert "20 tokens" in capsys.readouterr().out
 
 
 def test_empty_vocabulary_suggests_lower_min_count(capsys, data, out):

@@ -10,6 +10,7 @@ from rnnlab.lm.data import (
     build_vocab,
     encode_text,
     pad_sentences,
+    read_text,
     split_lines,
     stream_block,
     stream_starts,
@@ -17,6 +18,16 @@ from rnnlab.lm.data import (
 )
 
 PTB_LIKE = ["the <unk> sat", "", "a cat sat on the mat"]
+
+
+def test_read_text_decodes_with_the_encoding_and_error_handler(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("café\nlà\n".encode("latin-1"))
+    assert read_text(path, "latin-1") == ["café", "là"]
+    assert read_text(path, errors="replace") == ["caf\ufffd", "l\ufffd"]
+    assert read_text(path, errors="ignore") == ["caf", "l"]
+    with pytest.raises(RnnlabError, match="byte offset 3"):
+        read_text(path)
 
 
 def test_stream_word_lines_end_with_eos_and_keep_unk():

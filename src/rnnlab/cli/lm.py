@@ -13,6 +13,16 @@ from pathlib import Path
 from rnnlab.errors import RnnlabError
 
 MODEL_HELP = "model folder, or the output folder of `rnnlab train` (its best/ model is used)"
+ERROR_HANDLERS = ("strict", "replace", "ignore")
+ERRORS_HELP = ("undecodable bytes: strict (stop with the byte offset, the default), "
+               "replace (read them as U+FFFD) or ignore (drop them)")
+
+
+def add_encoding_options(parser: argparse.ArgumentParser) -> None:
+    """Add --encoding and --errors: how the text file decodes."""
+    parser.add_argument("--encoding", default="utf-8",
+                        help="text encoding of the file (default utf-8)")
+    parser.add_argument("--errors", choices=ERROR_HANDLERS, default="strict", help=ERRORS_HELP)
 
 
 def load(path: str):
@@ -35,6 +45,7 @@ def register(subparsers) -> None:
     p.add_argument("file", metavar="FILE", help="text file (plain or .gz), one line per sentence")
     p.add_argument("--batch", type=int, default=16,
                    help="pieces of the text read side by side (1 = exact, slower; default 16)")
+    add_encoding_options(p)
     p.set_defaults(func=run_evaluate)
 
     p = subparsers.add_parser(
@@ -46,6 +57,7 @@ def register(subparsers) -> None:
     p.add_argument("--file", metavar="F", help="score every line of F instead (one sentence per line)")
     p.add_argument("--no-eos", action="store_true",
                    help="leave out the end-of-sentence token's probability")
+    add_encoding_options(p)
     p.set_defaults(func=run_score)
 
     p = subparsers.add_parser(
@@ -75,7 +87,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise RnnlabError(f"--batch must be at least 1, got {args.batch}")
     model, vocab, config = load(args.model)
-    r = evaluate(model, vocab, config, args.file, batch=args.batch)
+    r = evaluate(model, vocab, config, args.file, batch=args.batch, encoding=args.encoding,
+                 errors=args.errors)
     print(f"{args.file}: {r['tokens']:,} tokens")
     if config["level"] == "char":
         print(f"{r['loss']:.4f} nats/char, {r['bits']:.4f} bits/char (perplexity {r['ppl']:.3f})")
@@ -91,7 +104,8 @@ def run_score(args: argparse.Namespace) -> int:
     if (args.sentence is None) == (args.file is None):
         raise RnnlabError("give either a SENTENCE or --file F")
     model, vocab, config = load(args.model)
-    lines = [args.sentence] if args.file is None else [s for s in read_lines(args.file) if s.strip()]
+    lines = [args.sentence] if args.file is None else [
+        s for s in read_lines(args.file, args.encoding, args.errors) if s.strip()]
     total, count = 0.0, 0
     for k, line in enumerate(lines):
         result = score_sentence(model, vocab, config, line, eos=not args.no_eos)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from rnnlab.cells import CELL_TYPES
+from rnnlab.cli.lm import ERROR_HANDLERS, ERRORS_HELP
 from rnnlab.lm.data import LEVELS, MODES
 from rnnlab.lm.train import LOSSES, OPTIMIZERS, SCHEDULES, TrainSettings
 
@@ -58,6 +59,9 @@ def register(subparsers) -> None:
     g.add_argument("--lower", action="store_true", help="lowercase the text")
     g.add_argument("--min-count", type=int, help=f"rarer tokens become <unk> ({D.min_count})")
     g.add_argument("--max-vocab", type=int, help="keep at most this many tokens (all)")
+    # No defaults here: a resumed run keeps the encoding it was started with.
+    g.add_argument("--encoding", help=f"text encoding of the files ({D.encoding})")
+    g.add_argument("--errors", choices=ERROR_HANDLERS, help=ERRORS_HELP)
 
     g = p.add_argument_group("model")
     g.add_argument("--cell", choices=CELL_TYPES, help=f"recurrent cell ({D.cell})")

@@ -81,9 +81,9 @@ def encode_text(
     return [i for tokens in token_lines for i in vocab.encode(tokens)]
 
 
-def read_text(path: str | Path) -> list[str]:
+def read_text(path: str | Path, encoding: str = "utf-8", errors: str = "strict") -> list[str]:
     """All lines of a text file (plain or .gz), through the text pipeline's checks."""
-    return list(read_lines(path))
+    return list(read_lines(path, encoding, errors))
 
 
 def split_lines(lines: Sequence[str], valid: float, test: float) -> tuple[list, list, list]:

@@ -147,14 +147,15 @@ def evaluate_ids(model, vocab, config: dict, encoded, batch: int = 16, bptt: int
             "level": config["level"]}
 
 
-def evaluate(model, vocab, config: dict, path: str | Path, batch: int = 16, bptt: int = 256) -> dict:
+def evaluate(model, vocab, config: dict, path: str | Path, batch: int = 16, bptt: int = 256,
+             encoding: str = "utf-8", errors: str = "strict") -> dict:
     """Mean loss (nats per token), perplexity and bits per token of a text file.
 
     Every token is predicted once, end markers included; at character level "loss" is nats
     per character and "bits" bits per character. In stream mode the file is cut into `batch`
-    pieces read side by side (batch 1: exact, slower).
+    pieces read side by side (batch 1: exact, slower). `encoding`/`errors` as for `read_lines`.
     """
-    lines = read_text(path)
+    lines = read_text(path, encoding, errors)
     encoded = encode_text(lines, vocab, config["level"], config["mode"], config.get("lower", False))
     return evaluate_ids(model, vocab, config, encoded, batch, bptt)
 

@@ -52,9 +52,10 @@ from rnnlab.text.vocab import Vocabulary
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("auto", "zaremba", "plateau", "constant")
 LOSSES = ("auto", "sum", "mean")
-# Settings that may change when resuming; the rest define the model and the data.
+# Settings that may change when resuming; the rest define the model and the data. How the
+# files decode may change too: e.g. to read on past a bad byte that stopped the first run.
 RUNTIME_KEYS = ("epochs", "max_steps", "max_minutes", "checkpoint_every", "patience", "progress",
-                "quiet", "threads")
+                "quiet", "threads", "encoding", "errors")
 
 
 @dataclass
@@ -70,6 +71,8 @@ class TrainSettings:
     lower: bool = False
     min_count: int = 1
     max_vocab: int | None = None
+    encoding: str = "utf-8"  # text encoding of the train, valid and test files
+    errors: str = "strict"  # undecodable bytes: strict | replace | ignore (see read_lines)
     # model
     cell: str = "lstm"
     layers: int = 2
@@ -260,13 +263,13 @@ class Trainer:
 
     def prepare_data(self) -> None:
         s = self.s
-        lines = read_text(self.train_path)
+        lines = read_text(self.train_path, s.encoding, s.errors)
         if s.split:
             train_lines, valid_lines, test_lines = split_lines(lines, *s.split)
         else:
             train_lines = lines
-            valid_lines = read_text(s.valid) if s.valid else []
-            test_lines = read_text(s.test) if s.test else []
+            valid_lines = read_text(s.valid, s.encoding, s.errors) if s.valid else []
+            test_lines = read_text(s.test, s.encoding, s.errors) if s.test else []
         if self.saved is not None:
             self.vocab = Vocabulary.load(checkpoint.resume_folder(self.out / "last") / "vocab.json")
         else:
