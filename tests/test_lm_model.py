@@ -108,3 +108,21 @@ def test_bad_settings_are_user_errors():
         LanguageModel(10, cell="transformer")
     with pytest.raises(RnnlabError, match="dropout"):
         LanguageModel(10, dropout=1.0)
+
+
+@pytest.mark.parametrize("update", ["optimizer", "load_state_dict"])
+def test_step_sees_decoder_updates(update):
+    """step() caches the transposed decoder; any change to the weight must reach it."""
+    torch.manual_seed(0)
+    model = LanguageModel(12, 6, 6, 1, tie_weights=False).eval()
+    token = torch.tensor([3])
+    model.step(token)
+    if update == "optimizer":
+        model.decoder.weight.grad = torch.ones_like(model.decoder.weight)
+        torch.optim.SGD(model.parameters(), lr=0.5).step()
+    else:
+        state = {k: v + 1 for k, v in model.state_dict().items()}
+        model.load_state_dict(state)
+    logits, _ = model.step(token)
+    expected, _ = model(token.view(1, 1))
+    assert torch.allclose(logits, expected[0], atol=1e-6)

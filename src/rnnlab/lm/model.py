@@ -67,6 +67,7 @@ class LanguageModel(nn.Module):
         self.rnn = Recurrent(cell, embed_size, hidden_size, num_layers, dropout=dropout,
                              **cell_options)
         self.projection = None
+        self._decoder_t, self._decoder_t_key = None, None
         if tie_weights and hidden_size != embed_size:
             self.projection = nn.Linear(hidden_size, embed_size, bias=False)
         self.decoder = nn.Linear(embed_size if tie_weights else hidden_size, vocab_size)
@@ -126,7 +127,18 @@ class LanguageModel(nn.Module):
             new_state = torch.stack(hs)
         if self.projection is not None:
             x = x @ self.projection.weight.T
-        return torch.addmm(self.decoder.bias, x, self.decoder.weight.T), new_state
+        return torch.addmm(self.decoder.bias, x, self.decoder_t()), new_state
+
+    def decoder_t(self) -> Tensor:
+        """The decoder weight transposed into contiguous memory, rebuilt only when it changes.
+
+        At batch 1 the (V, E) weight read through a transposed view costs a third of a step.
+        """
+        w = self.decoder.weight
+        key = (w.data_ptr(), w._version)
+        if self._decoder_t_key != key:
+            self._decoder_t, self._decoder_t_key = w.detach().t().contiguous(), key
+        return self._decoder_t
 
     def load_vectors(self, wv, vocab, freeze: bool = False) -> dict:
         """Copy word vectors into the embedding rows of matching tokens (exact, then case-folded).
