@@ -2,7 +2,6 @@
 
 import logging
 import sys
-import types
 
 import pytest
 
@@ -57,30 +56,8 @@ def test_jieba_missing_is_one_clear_error(monkeypatch):
     )
 
 
-def fake_jieba(words):
-    """A stand-in for jieba: greedy longest match over `words`, one token per other character,
-    each space its own token, as jieba.lcut returns them."""
-    calls = {"log_level": None, "lines": []}
-
-    def lcut(line):
-        calls["lines"].append(line)
-        tokens, i = [], 0
-        longest_first = sorted(words, key=len, reverse=True)
-        while i < len(line):
-            j = next((i + len(w) for w in longest_first if line.startswith(w, i)), i + 1)
-            tokens.append(line[i:j])
-            i = j
-        return tokens
-
-    def set_log_level(level):
-        calls["log_level"] = level
-
-    return types.SimpleNamespace(lcut=lcut, setLogLevel=set_log_level), calls
-
-
-def test_jieba_level_segments_with_jieba_and_drops_spaces(monkeypatch):
-    module, calls = fake_jieba({"北京", "天安门", "ok"})
-    monkeypatch.setitem(sys.modules, "jieba", module)
+def test_jieba_level_segments_with_jieba_and_drops_spaces(fake_jieba):
+    calls = fake_jieba({"北京", "天安门", "ok"})
     tokenize = get_tokenizer("jieba")
     assert calls["log_level"] == logging.WARNING
     assert tokenize("我爱北京 天安门\u3000!") == ["我", "爱", "北京", "天安门", "!"]
@@ -88,9 +65,8 @@ def test_jieba_level_segments_with_jieba_and_drops_spaces(monkeypatch):
     assert calls["lines"][-1] == "ok北京"
 
 
-def test_corpus_reads_raw_chinese_through_jieba(monkeypatch, tmp_path):
-    module, _ = fake_jieba({"北京", "天安门"})
-    monkeypatch.setitem(sys.modules, "jieba", module)
+def test_corpus_reads_raw_chinese_through_jieba(fake_jieba, tmp_path):
+    fake_jieba({"北京", "天安门"})
     path = tmp_path / "raw.txt"
     path.write_text("我爱北京天安门\n\n天安门 北京\n", encoding="utf-8")
     assert list(Corpus(path, level="jieba")) == [["我", "爱", "北京", "天安门"], ["天安门", "北京"]]

@@ -3,7 +3,6 @@
 import gzip
 import json
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -275,18 +274,8 @@ def test_cli_level_segmented_keeps_words_exactly_and_word_lowercases(tmp_path):
     assert "ok" in words and "OK" not in words
 
 
-def test_cli_level_jieba_segments_raw_chinese(tmp_path, monkeypatch):
-    known = ["北京", "首都"]
-
-    def lcut(line):
-        tokens, i = [], 0
-        while i < len(line):
-            j = next((i + len(w) for w in known if line.startswith(w, i)), i + 1)
-            tokens.append(line[i:j])
-            i = j
-        return tokens
-
-    monkeypatch.setitem(sys.modules, "jieba", types.SimpleNamespace(lcut=lcut, setLogLevel=lambda _: None))
+def test_cli_level_jieba_segments_raw_chinese(tmp_path, fake_jieba):
+    fake_jieba({"北京", "首都"})
     path = tmp_path / "raw.txt"
     path.write_text("我爱北京\n北京是首都\n" * 5, encoding="utf-8")
     assert main(["embed", str(path), "-o", str(tmp_path / "v.txt"), "--level", "jieba", *EMBED_TINY]) == 0
