@@ -272,3 +272,18 @@ def test_cli_get_from_mirror_and_failure(server, monkeypatch, tmp_path, capsys):
     assert main(["data", "get", "tiny", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("rnnlab data: error: download of") and err.count("\n") == 1
+
+
+def test_train_takes_a_corpus_by_name(tiny, server, tmp_path):
+    """`rnnlab train --corpus NAME` finds the corpus's train and valid files itself."""
+    import json
+
+    mirror = make_mirror(tmp_path / "mirror")
+    out = tmp_path / "m"
+    assert main(["train", "--corpus", "tiny", "--data-dir", str(mirror), "-o", str(out),
+                 "--layers", "1", "--hidden-size", "8", "--bptt", "5", "--batch-size", "8",
+                 "--epochs", "1", "--max-steps", "5", "--no-progress", "--quiet"]) == 0
+    metrics = json.loads((out / "best" / "config.json").read_text())
+    assert "sat" in (out / "last" / "vocab.json").read_text(encoding="utf-8")
+    assert "valid_loss" in metrics and server.hits == []
+    assert main(["train", "x.txt", "--corpus", "tiny", "-o", str(tmp_path / "n")]) == 2

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rnnlab.cells import CELL_TYPES
 from rnnlab.cli.lm import ERROR_HANDLERS, ERRORS_HELP
+from rnnlab.errors import RnnlabError
 from rnnlab.lm.data import LEVELS, MODES
 from rnnlab.lm.train import LOSSES, OPTIMIZERS, SCHEDULES, TrainSettings
 
@@ -27,6 +28,7 @@ examples:
       --layers 3 --dropout 0.5 --bptt 25 --batch-size 32 -o shakespeare
   rnnlab train ptb.train.txt --valid ptb.valid.txt --vectors vectors.txt -o ptb-w2v
   rnnlab train -o ptb-small --resume --epochs 20
+  rnnlab train --corpus ptb -o ptb-small
 """
 
 
@@ -48,6 +50,12 @@ def register(subparsers) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--valid", metavar="FILE", help="validation text (model selection, schedule)")
     g.add_argument("--test", metavar="FILE", help="test text, scored with the best model")
+    g.add_argument("--corpus", metavar="NAME",
+                   help="a known corpus (`rnnlab data list`: ptb, wikitext-2, ...) instead of "
+                        "TRAIN: its train, valid and test files, from the mirror, cache or web")
+    g.add_argument("--data-dir", metavar="DIR",
+                   help="with --corpus: a local mirror laid out as `rnnlab data` expects "
+                        "(default $RNNLAB_DATA)")
     g.add_argument("--split", nargs=2, type=float, metavar=("VALID", "TEST"),
                    help="cut validation and test fractions off the end of TRAIN instead")
     g.add_argument("--level", choices=LEVELS,
@@ -122,8 +130,19 @@ def run(args: argparse.Namespace) -> int:
     """Train, print a summary line; exit 130 after Ctrl-C (checkpoint saved)."""
     from rnnlab.lm.train import train_language_model
 
+    corpus = getattr(args, "corpus", None)
+    if corpus:
+        from rnnlab.datasets import corpus_files
+
+        if args.train:
+            raise RnnlabError("give either TRAIN or --corpus, not both")
+        files = corpus_files(corpus, getattr(args, "data_dir", None))
+        args.train = files["train"]
+        for split in ("valid", "test"):
+            if split in files and getattr(args, split, None) is None:
+                setattr(args, split, str(files[split]))
     settings = {k: v for k, v in vars(args).items()
-                if k not in ("command", "func", "train", "output", "resume")}
+                if k not in ("command", "func", "train", "output", "resume", "corpus", "data_dir")}
     if settings.get("init_range") == 0:
         settings["init_range"] = None
     result = train_language_model(args.train, args.output, resume=args.resume, **settings)
