@@ -287,3 +287,12 @@ def test_train_takes_a_corpus_by_name(tiny, server, tmp_path):
     assert "sat" in (out / "last" / "vocab.json").read_text(encoding="utf-8")
     assert "valid_loss" in metrics and server.hits == []
     assert main(["train", "x.txt", "--corpus", "tiny", "-o", str(tmp_path / "n")]) == 2
+
+
+def test_embed_takes_a_corpus_by_name(tiny, server, tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNLAB_DATA", str(make_mirror(tmp_path / "mirror")))
+    out = tmp_path / "v.txt"
+    assert main(["embed", "tiny", "-o", str(out), "--size", "4", "--epochs", "1",
+                 "--min-count", "1", "--quiet"]) == 0
+    words = {line.split()[0] for line in out.read_text().splitlines()[1:]}
+    assert {"cat", "sat", "<eos>"} <= words and server.hits == []

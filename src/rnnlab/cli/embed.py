@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
+from rnnlab.datasets import REGISTRY, corpus_files
 from rnnlab.text.corpus import Corpus
 from rnnlab.word2vec.formats import format_for
 from rnnlab.word2vec.train import Word2Vec
@@ -36,10 +38,17 @@ SETTINGS = [
 ]
 
 
+def known_corpus_or_file(name: str) -> str:
+    """A path as given, or the training file of a known corpus called `name`."""
+    if os.path.exists(name) or name not in REGISTRY:
+        return name
+    return str(corpus_files(name)["train"])
+
+
 def run(args: argparse.Namespace) -> None:
     out_format = format_for(args.output)
-    corpus = Corpus(args.corpus, level=args.level, lower=args.lower, encoding=args.encoding,
-                    errors=args.errors)
+    corpus = Corpus([known_corpus_or_file(c) for c in args.corpus], level=args.level,
+                    lower=args.lower, encoding=args.encoding, errors=args.errors)
     if args.init is not None:
         model = Word2Vec.load(args.init)
         for flag in ("epochs", "alpha", "min_alpha", "workers", "seed"):
@@ -71,7 +80,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("corpus", nargs="+", metavar="CORPUS", help="text files, plain or .gz")
+    p.add_argument("corpus", nargs="+", metavar="CORPUS",
+                   help="text files, plain or .gz, or the name of a known corpus (`rnnlab data "
+                        "list`: its training split, from $RNNLAB_DATA, the cache or the web)")
     p.add_argument("-o", "--output", required=True, metavar="VECTORS",
                    help="output: .bin (word2vec binary), .txt (word2vec text) or a model folder")
     for flag, name, kind, default, text in SETTINGS:
