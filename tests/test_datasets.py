@@ -296,3 +296,13 @@ def test_embed_takes_a_corpus_by_name(tiny, server, tmp_path, monkeypatch):
                  "--min-count", "1", "--quiet"]) == 0
     words = {line.split()[0] for line in out.read_text().splitlines()[1:]}
     assert {"cat", "sat", "<eos>"} <= words and server.hits == []
+
+
+def test_evaluate_takes_a_corpus_name_and_a_missing_split_is_one_line(tiny, server, tmp_path,
+                                                                      monkeypatch, capsys):
+    monkeypatch.setenv("RNNLAB_DATA", str(make_mirror(tmp_path / "mirror")))
+    (tmp_path / "t.txt").write_text("the cat sat on mat\n" * 50)
+    assert main(["train", str(tmp_path / "t.txt"), "-o", str(tmp_path / "m"), "--layers", "1",
+                 "--hidden-size", "8", "--epochs", "1", "--no-progress", "--quiet"]) == 0
+    assert main(["evaluate", str(tmp_path / "m"), "tiny"]) == 2
+    assert "corpus tiny has no test split (it has train, valid)" in capsys.readouterr().err

@@ -222,3 +222,13 @@ def corpus_files(name: str, data_dir: str | os.PathLike | None = None, *, downlo
                 download(f.url, path, f.sha256, progress=progress)
         paths[f.split] = path
     return paths
+
+
+def file_or_corpus(name: str, split: str = "train") -> str:
+    """`name` itself when it is a path or no known corpus; else that corpus's `split` file."""
+    if os.path.exists(name) or name not in REGISTRY:
+        return name
+    files = corpus_files(name)
+    if split not in files:
+        raise RnnlabError(f"corpus {name} has no {split} split (it has {', '.join(files)})")
+    return str(files[split])

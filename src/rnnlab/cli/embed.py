@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
-from rnnlab.datasets import REGISTRY, corpus_files
+from rnnlab.datasets import file_or_corpus
 from rnnlab.text.corpus import Corpus
 from rnnlab.word2vec.formats import format_for
 from rnnlab.word2vec.train import Word2Vec
@@ -38,16 +37,9 @@ SETTINGS = [
 ]
 
 
-def known_corpus_or_file(name: str) -> str:
-    """A path as given, or the training file of a known corpus called `name`."""
-    if os.path.exists(name) or name not in REGISTRY:
-        return name
-    return str(corpus_files(name)["train"])
-
-
 def run(args: argparse.Namespace) -> None:
     out_format = format_for(args.output)
-    corpus = Corpus([known_corpus_or_file(c) for c in args.corpus], level=args.level,
+    corpus = Corpus([file_or_corpus(c) for c in args.corpus], level=args.level,
                     lower=args.lower, encoding=args.encoding, errors=args.errors)
     if args.init is not None:
         model = Word2Vec.load(args.init)

@@ -42,7 +42,9 @@ def register(subparsers) -> None:
         description="Score every token of FILE and report the mean loss: perplexity for a "
                     "word-level model, nats and bits per character for a character-level one.")
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
-    p.add_argument("file", metavar="FILE", help="text file (plain or .gz), one line per sentence")
+    p.add_argument("file", metavar="FILE",
+                   help="text file (plain or .gz), one line per sentence, or the name of a "
+                        "known corpus (its test split)")
     p.add_argument("--batch", type=int, default=16,
                    help="pieces of the text read side by side (1 = exact, slower; default 16)")
     add_encoding_options(p)
@@ -86,6 +88,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if args.batch < 1:
         raise RnnlabError(f"--batch must be at least 1, got {args.batch}")
+    from rnnlab.datasets import file_or_corpus
+
+    args.file = file_or_corpus(args.file, "test")
     model, vocab, config = load(args.model)
     r = evaluate(model, vocab, config, args.file, batch=args.batch, encoding=args.encoding,
                  errors=args.errors)
