@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rnnlab.cells import CELL_TYPES
 from rnnlab.cli.lm import ERROR_HANDLERS, ERRORS_HELP
+from rnnlab.device import DEVICE_HELP, PRECISIONS
 from rnnlab.errors import RnnlabError
 from rnnlab.lm.data import LEVELS, MODES
 from rnnlab.lm.train import LOSSES, OPTIMIZERS, SCHEDULES, TrainSettings
@@ -29,7 +30,31 @@ examples:
   rnnlab train ptb.train.txt --valid ptb.valid.txt --vectors vectors.txt -o ptb-w2v
   rnnlab train -o ptb-small --resume --epochs 20
   rnnlab train --corpus ptb -o ptb-small
+  rnnlab train --corpus ptb -o ptb-small --device cuda --precision bf16
+  torchrun --nproc_per_node=4 -m rnnlab train --corpus ptb -o ptb-small   # 4 processes, 4 GPUs
+
+Under torchrun each process takes an equal share of every batch (--batch-size is the whole
+batch, so it must divide by the number of processes), gradients are averaged, and only rank 0
+writes files or prints; the result equals one process training on the whole batch.
 """
+
+
+def checkpoint_every(value: str) -> tuple[str, float]:
+    """N (steps) or Nm / Nmin (minutes), as given to --checkpoint-every."""
+    text = value.strip().lower()
+    for suffix in ("min", "m"):
+        if text.endswith(suffix):
+            number, unit = text[: -len(suffix)], "minutes"
+            break
+    else:
+        number, unit = text, "steps"
+    try:
+        amount = float(number) if unit == "minutes" else int(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: give steps (500) or minutes (10m)") from None
+    if amount <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: must be positive")
+    return unit, amount
 
 
 def register(subparsers) -> None:
@@ -117,8 +142,13 @@ def register(subparsers) -> None:
     g.add_argument("--max-steps", type=int, help="stop after this many steps (checkpointed)")
     g.add_argument("--max-minutes", type=float, help="stop after this much time (checkpointed)")
     g.add_argument("--seed", type=int, help=f"({D.seed})")
-    g.add_argument("--checkpoint-every", type=int, metavar="N",
-                   help="also save MODEL_DIR/last every N steps (every epoch only)")
+    g.add_argument("--checkpoint-every", type=checkpoint_every, metavar="N|Mm",
+                   help="also save MODEL_DIR/last every N steps (500) or M minutes (10m); "
+                        "default: every epoch only")
+    g.add_argument("--device", help=DEVICE_HELP)
+    g.add_argument("--precision", choices=PRECISIONS,
+                   help="bf16: autocast the forward pass to bfloat16 (CUDA; works but is slow on "
+                        "CPU); the loss and the weights stay float32 (fp32)")
     g.add_argument("--threads", type=int, help="torch CPU threads (torch's default)")
     g.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar")
@@ -145,6 +175,9 @@ def run(args: argparse.Namespace) -> int:
                 if k not in ("command", "func", "train", "output", "resume", "corpus", "data_dir")}
     if settings.get("init_range") == 0:
         settings["init_range"] = None
+    if "checkpoint_every" in settings:
+        unit, amount = settings.pop("checkpoint_every")
+        settings["checkpoint_minutes" if unit == "minutes" else "checkpoint_every"] = amount
     result = train_language_model(args.train, args.output, resume=args.resume, **settings)
     if not result.settings.quiet:
         best = ("" if result.best_valid_loss is None else

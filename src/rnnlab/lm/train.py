@@ -10,6 +10,11 @@ A step whose loss or gradient is not finite changes nothing: it is skipped and r
 `max_bad_steps` of them in a row stop training with an RnnlabError. `MODEL_DIR/last` holds
 everything needed to continue (optimizer, schedule, RNG, position in the data, the carried
 state), so a resumed run ends with the same weights as an uninterrupted one.
+
+Launched by torchrun, the same code trains data-parallel (see distributed.py): each process
+takes its share of every batch, DistributedDataParallel averages the gradients, every decision
+(skipping a step, the schedule, early stopping, stopping early) is taken on numbers summed over
+all processes, and only rank 0 writes files or prints.
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,9 +35,10 @@ from safetensors.torch import load_model as st_load_model
 from torch import Tensor
 from tqdm import tqdm
 
+from rnnlab.device import PRECISIONS, autocast, resolve_device
 from rnnlab.errors import RnnlabError
 from rnnlab.fileio import atomic_write
-from rnnlab.lm import checkpoint
+from rnnlab.lm import checkpoint, distributed
 from rnnlab.lm.data import (
     IGNORE,
     SentenceBatches,
@@ -54,8 +59,9 @@ SCHEDULES = ("auto", "zaremba", "plateau", "constant")
 LOSSES = ("auto", "sum", "mean")
 # Settings that may change when resuming; the rest define the model and the data. How the
 # files decode may change too: e.g. to read on past a bad byte that stopped the first run.
-RUNTIME_KEYS = ("epochs", "max_steps", "max_minutes", "checkpoint_every", "patience", "progress",
-                "quiet", "threads", "encoding", "errors")
+RUNTIME_KEYS = ("epochs", "max_steps", "max_minutes", "checkpoint_every", "checkpoint_minutes",
+                "patience", "progress", "quiet", "threads", "encoding", "errors", "device",
+                "precision")
 
 
 @dataclass
@@ -103,6 +109,9 @@ class TrainSettings:
     max_minutes: float | None = None  # stop (with a checkpoint) after this much training time
     seed: int = 1
     checkpoint_every: int = 0  # also checkpoint every N steps (0: only every epoch)
+    checkpoint_minutes: float = 0.0  # also checkpoint every M minutes (0: only every epoch)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (see rnnlab.device)
+    precision: str = "fp32"  # fp32 | bf16 (autocast for the forward pass; the loss in float32)
     threads: int | None = None
     progress: bool = True
     quiet: bool = False  # no JSON lines on stdout, no notes on stderr
@@ -110,7 +119,7 @@ class TrainSettings:
     def __post_init__(self) -> None:
         check_level_mode(self.level, self.mode)
         for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
-                              ("loss", LOSSES)):
+                              ("loss", LOSSES), ("precision", PRECISIONS)):
             if getattr(self, name) not in allowed:
                 raise RnnlabError(f"{name} must be one of {', '.join(allowed)}, "
                                   f"got {getattr(self, name)!r}")
@@ -121,8 +130,9 @@ class TrainSettings:
         if self.embed_size is not None and self.embed_size < 1:
             raise RnnlabError(f"embedding size (embed_size) must be at least 1, "
                               f"got {self.embed_size}")
-        if self.epochs < 0 or self.checkpoint_every < 0 or self.clip < 0:
-            raise RnnlabError("epochs, checkpoint_every and clip must not be negative")
+        if min(self.epochs, self.checkpoint_every, self.checkpoint_minutes, self.clip) < 0:
+            raise RnnlabError("epochs, checkpoint_every, checkpoint_minutes and clip must not be "
+                              "negative")
         if self.lr is not None and not self.lr > 0:
             raise RnnlabError(f"lr must be positive, got {self.lr}")
         if self.split is not None:
@@ -190,17 +200,32 @@ def metrics(loss: float, level: str) -> dict:
 
 
 @torch.no_grad()
-def evaluate_batches(model: LanguageModel, batches: StreamBatches | SentenceBatches) -> float:
-    """Mean loss per token over all batches (stream: state carried through the text)."""
+def evaluate_batches(model: LanguageModel, batches: StreamBatches | SentenceBatches,
+                     group: distributed.Group | None = None) -> float:
+    """Mean loss per token over all batches (stream: state carried through the text).
+
+    In a process group each rank scores its share (stream columns or whole sentence batches)
+    and the sums are added up, so every rank returns the same number.
+    """
+    group = group or distributed.Group()
+    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     total, count, state = 0.0, 0, None
-    for item in batches.epoch(0):
+    items = batches.epoch(0)
+    if not batches.carries_state:
+        items = group.share(items)
+    for item in items:
         x, y, lengths = batches.get(item)
-        logits, state = model(x, state if batches.carries_state else None, lengths)
-        loss, n = sequence_loss(logits, y)
+        if batches.carries_state:
+            x, y = x[:, group.span(x.shape[1])], y[:, group.span(y.shape[1])]
+            if x.shape[1] == 0:
+                break
+        logits, state = model(x.to(device), state if batches.carries_state else None, lengths)
+        loss, n = sequence_loss(logits, y.to(device))
         total, count = total + float(loss), count + n
     model.train(was_training)
+    total, count = group.sum([total, count], device)
     return total / max(count, 1)
 
 
@@ -255,9 +280,14 @@ class Trainer:
         self.train_path = train.resolve()
         self.out = Path(output_dir) if output_dir is not None else None
         self.saved = saved
-        self.log: Callable[[str], None] = (
-            (lambda msg: None) if s.quiet else (lambda msg: tqdm.write(msg, file=sys.stderr)))
+        self.group = distributed.Group()
+        self.device = torch.device("cpu")
         self.interrupted = False
+
+    def log(self, msg: str) -> None:
+        """A note on stderr (rank 0 only; none with quiet)."""
+        if not self.s.quiet and self.group.main:
+            tqdm.write(msg, file=sys.stderr)
 
     # ----- setup -----
 
@@ -284,6 +314,8 @@ class Trainer:
                 return SentenceBatches(ids, batch, seed)
             return StreamBatches(ids, batch, s.bptt)
 
+        if s.mode == "stream":
+            self.group.columns(s.batch_size)  # fails early when the batch does not split
         self.train_data = batches(train_lines, s.batch_size, s.seed)
         if self.train_data is None:
             raise RnnlabError(f"{self.train_path}: no training text")
@@ -319,6 +351,10 @@ class Trainer:
             self.log(f"word vectors: {c['matched']}/{c['total']} tokens matched "
                      f"({100 * c['coverage']:.1f} %; {c['lowercase']} via lowercase), "
                      f"{'frozen' if c['frozen'] else 'fine-tuned'}")
+        self.model.to(self.device)
+        self.net = distributed.wrap(self.model, self.group, self.device)
+        if self.group.rank:  # the same weights everywhere, but each rank its own dropout masks
+            torch.manual_seed(s.seed + 7919 * self.group.rank)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         if s.optimizer == "sgd":
             self.optimizer = torch.optim.SGD(self.params, lr=s.learning_rate,
@@ -344,22 +380,39 @@ class Trainer:
         for key in ("epoch", "step_in_epoch", "global_step", "lr", "best_valid", "best_epoch",
                     "bad_epochs", "history", "skipped", "epoch_loss", "epoch_tokens"):
             setattr(self, key, state[key])
+        if state.get("world", 1) != self.group.world:
+            raise RnnlabError(f"this run was trained by {state.get('world', 1)} process(es); "
+                              f"resume it with as many (now {self.group.world})")
         self.coverage = state.get("coverage")
         last = checkpoint.resume_folder(self.out / "last")
         st_load_model(self.model, last / "model.safetensors", strict=True)
         checkpoint.restore_optimizer(self.optimizer, state, tensors)
-        if "hidden.0" in tensors:
-            h = [tensors[f"hidden.{k}"] for k in range(state["hidden_parts"])]
+        if "hidden.0" in tensors:  # the whole batch's state: this rank takes its columns
+            cols = self.group.columns(tensors["hidden.0"].shape[1])
+            h = [tensors[f"hidden.{k}"][:, cols].to(self.device)
+                 for k in range(state["hidden_parts"])]
             self.hidden = tuple(h) if len(h) == 2 else h[0]
         if (self.out / "best").is_dir() and self.best_valid is not None:
             best, _, _ = checkpoint.load_model(self.out / "best")
-            self.best_state = {k: v.clone() for k, v in best.state_dict().items()}
-        torch.set_rng_state(tensors["rng.torch"])  # last: building models above draws from it
+            self.best_state = {k: v.to(self.device) for k, v in best.state_dict().items()}
+        # Last: building models above draws from the generators.
+        suffix = f".{self.group.rank}" if self.group.rank else ""
+        torch.set_rng_state(tensors["rng.torch" + suffix])
+        if self.device.type == "cuda" and "rng.cuda" + suffix in tensors:
+            torch.cuda.set_rng_state(tensors["rng.cuda" + suffix], self.device)
 
     # ----- saving -----
 
     def save_last(self) -> None:
+        self.saved_at = time.perf_counter()
         if self.out is None:
+            return
+        # Collective: every rank hands rank 0 its generator states and its columns' state.
+        mine = {"rng.torch": torch.get_rng_state(), "hidden": self.hidden_on_cpu()}
+        if self.device.type == "cuda":
+            mine["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        ranks = self.group.gather(mine)
+        if not self.group.main:
             return
         state = {"train": str(self.train_path), "settings": dataclasses.asdict(self.s),
                  "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
@@ -367,10 +420,18 @@ class Trainer:
                  "best_valid": self.best_valid, "best_epoch": self.best_epoch,
                  "bad_epochs": self.bad_epochs, "history": self.history,
                  "skipped": self.skipped, "epoch_loss": self.epoch_loss,
-                 "epoch_tokens": self.epoch_tokens, "coverage": self.coverage}
-        tensors = {"rng.torch": torch.get_rng_state()}
-        if self.hidden is not None:
-            parts = self.hidden if isinstance(self.hidden, tuple) else (self.hidden,)
+                 "epoch_tokens": self.epoch_tokens, "coverage": self.coverage,
+                 "world": self.group.world}
+        tensors = {}
+        for rank, got in enumerate(ranks):
+            suffix = f".{rank}" if rank else ""
+            tensors.update({k + suffix: v for k, v in got.items() if k.startswith("rng.")})
+        hidden = [got["hidden"] for got in ranks]
+        if any(h is not None for h in hidden):
+            like = next(h for h in hidden if h is not None)
+            zeros = tuple(map(torch.zeros_like, like)) if isinstance(like, tuple) else torch.zeros_like(like)
+            parts = distributed.cat_columns([zeros if h is None else h for h in hidden])
+            parts = parts if isinstance(parts, tuple) else (parts,)
             tensors.update({f"hidden.{k}": p for k, p in enumerate(parts)})
             state["hidden_parts"] = len(parts)
         checkpoint.save_model(self.out / "last", self.model, self.vocab, self.config,
@@ -378,8 +439,16 @@ class Trainer:
                               training={"state": state, "tensors": tensors,
                                         "optimizer": self.optimizer})
 
+    def hidden_on_cpu(self):
+        """The carried state, on the CPU (None at the start of an epoch)."""
+        if self.hidden is None:
+            return None
+        if isinstance(self.hidden, tuple):
+            return tuple(h.detach().cpu() for h in self.hidden)
+        return self.hidden.detach().cpu()
+
     def write_metrics(self, extra_lines: list[dict] = ()) -> None:
-        if self.out is None:
+        if self.out is None or not self.group.main:
             return
         with atomic_write(self.out / "metrics.jsonl") as f:
             for record in [*self.history, *extra_lines]:
@@ -393,14 +462,33 @@ class Trainer:
             return s.learning_rate * s.lr_decay ** max(0, epoch - s.decay_after)
         return self.lr
 
+    def local_batch(self, item) -> tuple[Tensor, Tensor, Tensor | None, bool]:
+        """This rank's share of a batch on the device, and whether it is real: a rank left
+        without sentences (a short last batch) runs one with zero weight, for the collectives."""
+        if self.train_data.carries_state:
+            x, y, lengths = self.train_data.get(item)
+            cols = self.group.columns(x.shape[1])
+            x, y, real = x[:, cols], y[:, cols], True
+        else:
+            mine = self.group.share(item)
+            real = bool(mine)
+            x, y, lengths = self.train_data.get(mine if real else item[:1])
+        return x.to(self.device), y.to(self.device), lengths, real
+
     def train_step(self, item) -> None:
-        s, model = self.s, self.model
-        x, y, lengths = self.train_data.get(item)
+        s = self.s
+        x, y, lengths, real = self.local_batch(item)
         state = detach_state(self.hidden) if self.train_data.carries_state else None
-        logits, new_state = model(x, state, lengths)
-        loss, count = sequence_loss(logits, y)
-        objective = loss / (x.shape[1] if s.summed_loss else max(count, 1))
-        ok = bool(torch.isfinite(objective))
+        with autocast(self.device, s.precision):
+            logits, new_state = self.net(x, state, lengths)
+        loss, count = sequence_loss(logits.float(), y)
+        # Sums over the whole batch (all ranks) decide alike everywhere. DDP averages the ranks'
+        # gradients, so each scales its summed loss by world / (batch or tokens of the batch).
+        total, tokens, columns = self.group.sum(
+            [loss.item(), count, x.shape[1]] if real else [0.0, 0, 0], self.device)
+        scale = self.group.world / (columns if s.summed_loss else max(tokens, 1))
+        objective = loss * (scale if real else 0.0)
+        ok = math.isfinite(total)
         if ok:
             self.optimizer.zero_grad(set_to_none=True)
             objective.backward()
@@ -409,8 +497,8 @@ class Trainer:
         if ok:
             self.optimizer.step()
             self.bad_in_row = 0
-            self.epoch_loss += loss.item()
-            self.epoch_tokens += count
+            self.epoch_loss += total
+            self.epoch_tokens += int(tokens)
         else:
             self.skipped += 1
             self.bad_in_row += 1
@@ -434,7 +522,7 @@ class Trainer:
                   **{f"train_{k}": v for k, v in metrics(train_loss, s.level).items()}}
         improved = True
         if self.valid_data is not None:
-            valid_loss = evaluate_batches(self.model, self.valid_data)
+            valid_loss = evaluate_batches(self.model, self.valid_data, self.group)
             record.update({f"valid_{k}": v for k, v in metrics(valid_loss, s.level).items()})
             improved = self.best_valid is None or valid_loss < self.best_valid
         record.update({"skipped": self.skipped, "seconds": round(seconds, 1),
@@ -444,7 +532,7 @@ class Trainer:
             self.best_epoch = self.epoch
             self.bad_epochs = 0
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            if self.out is not None:
+            if self.out is not None and self.group.main:
                 checkpoint.save_model(self.out / "best", self.model, self.vocab, self.config,
                                       extra={"epoch": self.epoch, **record})
         else:
@@ -452,7 +540,7 @@ class Trainer:
             if s.lr_schedule == "plateau":
                 self.lr /= s.plateau_factor
         self.history.append(record)
-        if not s.quiet:
+        if not s.quiet and self.group.main:
             tqdm.write(json.dumps(record), file=sys.stdout)
         self.write_metrics()
         self.epoch += 1
@@ -469,20 +557,22 @@ class Trainer:
             return
         record = {"epoch": self.epoch, "step": self.global_step, "partial": True}
         if self.valid_data is not None:
-            valid = metrics(evaluate_batches(self.model, self.valid_data), self.s.level)
+            valid = metrics(evaluate_batches(self.model, self.valid_data, self.group), self.s.level)
             record.update({f"valid_{k}": v for k, v in valid.items()})
-        checkpoint.save_model(self.out / "best", self.model, self.vocab, self.config, extra=record)
+        if self.group.main:
+            checkpoint.save_model(self.out / "best", self.model, self.vocab, self.config, extra=record)
 
     def train_epochs(self) -> str:
         s = self.s
         while self.epoch <= s.epochs:
             self.lr = self.lr_for_epoch(self.epoch)
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.lr
+            for param_group in self.optimizer.param_groups:
+                param_group["lr"] = self.lr
             self.model.train()
             items = self.train_data.epoch(self.epoch)
             bar = tqdm(total=len(items), initial=self.step_in_epoch, unit="batch",
-                       desc=f"epoch {self.epoch}/{s.epochs}", disable=not s.progress,
+                       desc=f"epoch {self.epoch}/{s.epochs}",
+                       disable=not (s.progress and self.group.main),
                        leave=False, dynamic_ncols=True, file=sys.stderr)
             start, tokens = time.perf_counter(), 0
             with bar:
@@ -496,16 +586,22 @@ class Trainer:
                         bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{math.exp(min(loss, 700)):.1f}",
                                         tok_s=f"{rate:.0f}", lr=f"{self.lr:.3g}", refresh=False)
                     bar.update(1)
-                    if s.checkpoint_every and self.global_step % s.checkpoint_every == 0:
-                        self.save_last()
-                    out_of_time = s.max_minutes is not None and (
-                        time.perf_counter() - self.started > 60 * s.max_minutes)
+                    now = time.perf_counter()
+                    # Decided alike on every rank: one rank's Ctrl-C or clock stops them all.
+                    flags = self.group.sum([
+                        self.interrupted,
+                        s.max_minutes is not None and now - self.started > 60 * s.max_minutes,
+                        s.checkpoint_minutes > 0 and now - self.saved_at > 60 * s.checkpoint_minutes,
+                    ], self.device)
+                    self.interrupted, out_of_time, due = (v > 0 for v in flags)
                     if self.interrupted or self.global_step == s.max_steps or out_of_time:
                         self.save_last()
                         if self.interrupted:
                             return "interrupted"
                         self.save_partial_best()
                         return "max-steps" if self.global_step == s.max_steps else "time-limit"
+                    if due or (s.checkpoint_every and self.global_step % s.checkpoint_every == 0):
+                        self.save_last()
             self.end_epoch(time.perf_counter() - start, tokens)
             if s.patience and self.bad_epochs >= s.patience:
                 self.log(f"early stopping: no improvement for {self.bad_epochs} epochs")
@@ -513,27 +609,35 @@ class Trainer:
         return "done"
 
     def run(self) -> TrainResult:
+        self.device = resolve_device(self.s.device)
+        self.group = distributed.join(self.device)
+        try:
+            return self.train_and_test()
+        finally:
+            self.group.close()
+
+    def train_and_test(self) -> TrainResult:
         s = self.s
         if s.threads:
             torch.set_num_threads(s.threads)
-        self.started = time.perf_counter()
+        self.started = self.saved_at = time.perf_counter()
         self.prepare_data()
         self.build_model()
         self.restore()
-        with self.sigint_saves():
+        with self.signals_save():
             stopped = self.train_epochs()
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         self.model.eval()
         test = None
         if stopped != "interrupted" and self.test_data is not None:
-            test = metrics(evaluate_batches(self.model, self.test_data), s.level)
-            if not s.quiet:
+            test = metrics(evaluate_batches(self.model, self.test_data, self.group), s.level)
+            if not s.quiet and self.group.main:
                 tqdm.write(json.dumps({f"test_{k}": v for k, v in test.items()}
                                       | {"best_epoch": self.best_epoch}), file=sys.stdout)
             self.write_metrics([{f"test_{k}": v for k, v in test.items()}
                                 | {"best_epoch": self.best_epoch}])
-        if self.out is not None and self.history:
+        if self.out is not None and self.history and self.group.main:
             from rnnlab.lm.plot import plot_curve
 
             plot_curve(self.history, self.out / "curve.png", s.level)
@@ -545,20 +649,27 @@ class Trainer:
                            self.coverage, s)
 
     @contextlib.contextmanager
-    def sigint_saves(self):
-        """While training, Ctrl-C finishes the current step, saves `last` and stops."""
+    def signals_save(self):
+        """While training, Ctrl-C or SIGTERM finishes the current step, saves `last` and stops.
+
+        SIGTERM is how job schedulers and torchrun stop processes (torchrun after Ctrl-C, which
+        its workers see too), so it never aborts the save; a second Ctrl-C stops at once.
+        """
         def handler(signum, frame):
-            if self.interrupted:  # a second Ctrl-C stops at once
+            if self.interrupted and signum == signal.SIGINT:
                 raise KeyboardInterrupt
+            if not self.interrupted:
+                self.log(f"{signal.Signals(signum).name}: saving a checkpoint after this step "
+                         f"(Ctrl-C again to abort)")
             self.interrupted = True
-            self.log("Ctrl-C: saving a checkpoint after this step (again to abort)")
 
         try:
-            previous = signal.signal(signal.SIGINT, handler)
+            previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
         except ValueError:  # not the main thread: leave signals alone
             yield
             return
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, old in previous.items():
+                signal.signal(sig, old)
