@@ -248,3 +248,81 @@ def test_kill_9_then_resume_gives_the_same_weights(tmp_path, corpus, uninterrupt
     assert proc.wait() == -signal.SIGKILL
     assert main(["train", "-o", str(tmp_path / "b"), "--resume", "--quiet", "--no-progress"]) == 0
     assert_same_weights(uninterrupted / "last", tmp_path / "b" / "last")
+
+
+def test_sigterm_saves_like_ctrl_c(tmp_path, corpus, uninterrupted, monkeypatch, capsys):
+    real = train_module.sequence_loss
+    calls = {"n": 0}
+
+    def sigterm_at_step_5(logits, targets):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(logits, targets)
+
+    monkeypatch.setattr(train_module, "sequence_loss", sigterm_at_step_5)
+    out = tmp_path / "b"
+    assert main(["train", str(corpus), *KILL_ARGS, "-o", str(out)]) == 130
+    assert json.loads((out / "last" / "training.json").read_text())["global_step"] == 5
+    monkeypatch.setattr(train_module, "sequence_loss", real)
+    assert main(["train", "-o", str(out), "--resume", "--quiet", "--no-progress"]) == 0
+    assert_same_weights(uninterrupted / "last", out / "last")
+
+
+def test_checkpoint_every_minutes_saves_when_due(tmp_path, corpus, monkeypatch):
+    saves = []
+    real = train_module.Trainer.save_last
+
+    def counting(self):
+        saves.append(self.global_step)
+        real(self)
+
+    monkeypatch.setattr(train_module.Trainer, "save_last", counting)
+    train_language_model(corpus, tmp_path / "m", epochs=1, max_steps=6,
+                         checkpoint_minutes=1e-9, **TINY)
+    assert saves == [1, 2, 3, 4, 5, 6]  # every step is past due; the last is the stop's save
+    saves.clear()
+    train_language_model(corpus, tmp_path / "n", epochs=1, max_steps=6, checkpoint_minutes=60,
+                         **TINY)
+    assert saves == [6]
+
+
+def test_checkpoint_every_takes_steps_or_minutes(tmp_path, corpus, monkeypatch, capsys):
+    got = {}
+    monkeypatch.setattr(train_module, "train_language_model",
+                        lambda train, out, resume, **settings: got.update(settings) or 1 / 0)
+    for value, expected in (("7", ("checkpoint_every", 7)), ("2.5m", ("checkpoint_minutes", 2.5)),
+                            ("10min", ("checkpoint_minutes", 10.0))):
+        got.clear()
+        with pytest.raises(ZeroDivisionError):
+            main(["train", str(corpus), "--checkpoint-every", value, "-o", str(tmp_path / "x")])
+        assert got[expected[0]] == expected[1]
+    for bad in ("0", "-3m", "soon"):
+        with pytest.raises(SystemExit):
+            main(["train", str(corpus), "--checkpoint-every", bad, "-o", str(tmp_path / "x")])
+    assert "give steps (500) or minutes (10m)" in capsys.readouterr().err
+
+
+def test_bf16_autocast_trains_on_cpu_with_a_float32_loss(tmp_path, corpus, monkeypatch):
+    seen = []
+    real = train_module.sequence_loss
+    monkeypatch.setattr(train_module, "sequence_loss",
+                        lambda logits, targets: seen.append(logits.dtype) or real(logits, targets))
+    for cell in ("lstm", "gru", "peephole"):
+        result = train_language_model(corpus, None, split=(0.1, 0), epochs=2, optimizer="adam",
+                                      lr=0.02, precision="bf16", cell=cell, **TINY)
+        assert math.isfinite(result.history[-1]["valid_loss"])
+        assert result.history[-1]["train_loss"] < math.log(len(result.vocab))
+        assert all(p.dtype == torch.float32 for p in result.model.parameters())
+    assert seen and set(seen) == {torch.float32}
+    with pytest.raises(RnnlabError, match="precision must be one of"):
+        train_language_model(corpus, None, precision="fp8", **TINY)
+
+
+def test_a_device_that_is_not_there_is_one_line(tmp_path, corpus, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    assert main(["train", str(corpus), "--device", "cuda", "-o", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "CUDA" in err and "Traceback" not in err and err.count("\n") == 1
+    assert not (tmp_path / "m").exists()

@@ -21,6 +21,7 @@ thus receive exactly zero gradient, which is what run_cell's masking gives.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -315,4 +316,19 @@ def gru_layer(cell: GRUCell, x: Tensor, state: State, lengths: Tensor | None = N
     return _GRULayer.apply(x, state, cell.W_zr, cell.b_zr, cell.W, cell.b, _lengths(lengths))
 
 
-LAYERS: dict[str, Callable] = {"coupled": coupled_layer, "peephole": peephole_layer, "gru": gru_layer}
+def _float32_under_autocast(layer: Callable) -> Callable:
+    """The hand-written BPTT keeps one dtype throughout, so under autocast it runs in float32
+    (the embedding and decoder around it still get autocast's bfloat16)."""
+    @functools.wraps(layer)
+    def run(cell, x: Tensor, state: State, lengths: Tensor | None = None) -> tuple[Tensor, State]:
+        if not torch.is_autocast_enabled(x.device.type):
+            return layer(cell, x, state, lengths)
+        state = tuple(s.float() for s in state) if isinstance(state, tuple) else state.float()
+        with torch.autocast(x.device.type, enabled=False):
+            return layer(cell, x.float(), state, lengths)
+    return run
+
+
+LAYERS: dict[str, Callable] = {name: _float32_under_autocast(layer) for name, layer in
+                               (("coupled", coupled_layer), ("peephole", peephole_layer),
+                                ("gru", gru_layer))}
