@@ -548,3 +548,42 @@ def test_real_processes_print_one_line_and_no_traceback(data, tmp_path):
         assert stdout == ""
     assert (tmp_path / "out.bin").read_bytes() == PRECIOUS
     assert not (tmp_path / "run").exists()
+
+
+# -- non-finite word vectors -----------------------------------------------------------------
+
+
+def test_non_finite_vectors_are_left_out_with_one_warning(capsys, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("4 2\nthe 1 2\ncat nan 1\nsat 2 1\non 1 inf\n")
+    assert main(["similar", str(bad), "the", "--topn", "5"]) == 0
+    out, err = capsys.readouterr()
+    assert out.split()[::2] == ["sat"]
+    assert err == f"warning: {bad}: 2 of 4 words have NaN or infinite values and are left out: 'cat', 'on'\n"
+    assert main(["similar", str(bad), "cat"]) == 2
+    warning, error = capsys.readouterr().err.splitlines()  # the warning says why 'cat' is unknown
+    assert warning.startswith("warning:") and "'cat'" in warning
+    assert error == "rnnlab similar: error: word 'cat' is not in the vocabulary (2 words)"
+    (tmp_path / "nan.bin").write_bytes(b"1 2\nthe " + np.array([np.nan, 1], "<f4").tobytes() + b"\n")
+    user_error(capsys, ["similar", tmp_path / "nan.bin", "the"], "nan.bin", "every vector")
+
+
+def test_non_finite_vectors_never_reach_the_model(data, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("3 2\nthe 1 2\ncat nan 1\nsat 2 1\n")
+    rc, _, err, _ = run_cli("train", data / "good.txt", "-o", tmp_path / "run", "--no-progress",
+                            "--max-steps", "2", "--vectors", bad, "--layers", "1", "--hidden-size", "8")
+    assert rc == 0 and "Traceback" not in err and "RuntimeWarning" not in err, err
+    assert "1 of 3 words" in err and "'cat'" in err and "2/9 tokens matched" in err
+    weights = load_file(tmp_path / "run" / "best" / "model.safetensors")
+    assert all(np.isfinite(w).all() for w in weights.values())
+
+    from rnnlab.errors import RnnlabError
+    from rnnlab.lm.model import LanguageModel
+    from rnnlab.text.vocab import Vocabulary
+    from rnnlab.word2vec import WordVectors
+
+    vectors = WordVectors(["the", "cat"], np.array([[1, 2], [np.nan, 1]], np.float32))
+    vocab = Vocabulary(["<unk>", "the", "cat", "sat"], specials=("<unk>",))
+    with pytest.raises(RnnlabError, match="NaN or infinite"):  # built in Python, not loaded
+        LanguageModel(4, 2, 2, 1).load_vectors(vectors, vocab)

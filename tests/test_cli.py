@@ -31,3 +31,23 @@ def test_module_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "rnnlab", "--version"], capture_output=True,
                          text=True, check=True)
     assert out.stdout.startswith("rnnlab ")
+
+
+def subcommand(name):
+    actions = [a for a in build_parser()._actions if a.dest == "command"]
+    return actions[0].choices[name]
+
+
+@pytest.mark.parametrize("name", ["evaluate", "score", "generate", "gradflow"])
+def test_model_commands_take_a_device(name):
+    from rnnlab.device import DEVICE_HELP
+
+    (device,) = [a for a in subcommand(name)._actions if a.dest == "device"]
+    assert device.default == "auto" and device.help == DEVICE_HELP
+
+
+@pytest.mark.parametrize("name", ["embed", "similar", "analogy", "vectors-eval", "vectors-plot"])
+def test_word_vector_commands_say_they_run_on_the_cpu(name):
+    parser = subcommand(name)
+    assert "CPU" in parser.description and "no GPU path" in parser.description
+    assert not [a for a in parser._actions if a.dest == "device"]

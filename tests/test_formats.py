@@ -1,6 +1,7 @@
 """Vector files: word2vec text/binary, GloVe, native folder; gensim interop; damaged files."""
 
 import gzip
+import warnings
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import safetensors.numpy
 from rnnlab.errors import RnnlabError
 from rnnlab.text.vocab import Vocabulary
 from rnnlab.word2vec import WordVectors
-from rnnlab.word2vec.formats import detect_format
+from rnnlab.word2vec.formats import detect_format, write_vectors
 
 WORDS = ["the", "king", "queen", "café", "日本", "😀", "</s>"]
 
@@ -205,3 +206,54 @@ def test_failed_save_keeps_the_old_file(tmp_path, wv):
         WordVectors(["a b"], np.ones((1, 5))).save(tmp_path / "v.bin")
     assert (tmp_path / "v.bin").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["v.bin"]
+
+
+NON_FINITE = np.array([[1, 0], [np.nan, 1], [0.9, 0.1], [np.inf, 0], [0.5, 0.5], [2, -np.inf]], np.float32)
+NON_FINITE_WORDS = ["the", "bad", "cat", "worse", "sat", "worst"]
+
+
+@pytest.mark.parametrize("name, format", [
+    ("v.txt", None), ("v.txt.gz", None), ("g.txt", "glove"), ("v.bin", None), ("v-folder", None),
+])
+def test_non_finite_vectors_are_left_out_with_one_warning_line(tmp_path, capsys, name, format):
+    path = tmp_path / name
+    write_vectors(path, NON_FINITE_WORDS, NON_FINITE, counts=[60, 50, 40, 30, 20, 10], format=format)
+    loaded = WordVectors.load(path)
+    assert loaded.index_to_key == ["the", "cat", "sat"]
+    assert np.array_equal(loaded.vectors, NON_FINITE[[0, 2, 4]])
+    if name == "v-folder":
+        assert loaded.counts.tolist() == [60, 40, 20]
+    assert capsys.readouterr().err == (
+        f"warning: {path}: 3 of 6 words have NaN or infinite values and are left out: "
+        "'bad', 'worse', 'worst'\n"
+    )
+    assert loaded.most_similar("the", topn=5) == [("cat", pytest.approx(0.99388373)),
+                                                  ("sat", pytest.approx(0.70710678))]
+
+
+def test_non_finite_memory_mapped_folder_is_copied_without_them(tmp_path, capsys, wv):
+    write_vectors(tmp_path / "v", NON_FINITE_WORDS, NON_FINITE)
+    loaded = WordVectors.load(tmp_path / "v", mmap=True, limit=3)
+    assert loaded.vectors.flags.writeable  # a copy in memory
+    assert loaded.index_to_key == ["the", "cat"] and np.array_equal(loaded.vectors, NON_FINITE[[0, 2]])
+    assert "1 of 3 words" in capsys.readouterr().err
+    wv.save(tmp_path / "good")
+    assert not WordVectors.load(tmp_path / "good", mmap=True).vectors.flags.writeable  # still mapped
+    assert capsys.readouterr().err == ""
+
+
+def test_every_spelling_of_non_finite_text_and_overflow(tmp_path, capsys):
+    lines = ["a 1 2", "b NaN 1", "c -Infinity 1", "d 1e39 1", "e 1 -1e39", "f -inf 0", "g 3e38 1"]
+    (tmp_path / "v.txt").write_text(f"{len(lines)} 2\n" + "\n".join(lines) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy overflow warning either
+        loaded = WordVectors.load(tmp_path / "v.txt")
+    assert loaded.index_to_key == ["a", "g"]  # 3e38 still fits a float32
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "5 of 7 words" in err and "'b', 'c', 'd', ..." in err
+
+
+def test_a_file_without_one_finite_vector_is_an_error(tmp_path):
+    (tmp_path / "v.txt").write_text("a nan 1\nb inf 0\n")
+    with pytest.raises(RnnlabError, match="every vector holds NaN or infinite values"):
+        WordVectors.load(tmp_path / "v.txt")

@@ -123,3 +123,17 @@ def test_segmented_lines_keep_their_tokens_exactly_in_both_modes():
 def test_unknown_level_is_one_clear_error():
     with pytest.raises(RnnlabError, match="level must be one of word, char, segmented, jieba"):
         list(tokenize_lines(["a"], "bpe", "stream"))
+
+
+def test_a_line_longer_than_a_reading_piece_stays_one_line(tmp_path):
+    from rnnlab.text.corpus import MAX_PIECE_CHARS
+
+    words = [f"w{i % 50}" for i in range(MAX_PIECE_CHARS // 2)]  # ~3 pieces of the reader
+    path = tmp_path / "long.txt"
+    path.write_text(" ".join(words) + "\nshort line\n", encoding="utf-8")
+    lines = read_text(path)
+    assert len(lines) == 2 and lines[0].split() == words
+    tokens = list(tokenize_lines(lines, "word", "stream"))
+    assert [t.count("</s>") for t in tokens] == [1, 1]  # one end of line each, no stray ones
+    chars = [t for line in tokenize_lines(lines, "char", "stream") for t in line]
+    assert chars.count("\n") == 2

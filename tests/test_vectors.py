@@ -151,3 +151,14 @@ def test_cli_similar_and_analogy(tmp_path, planted, capsys):
     assert main(["similar", str(tmp_path / "v.bin"), "Apple"]) == 2
     err = capsys.readouterr().err
     assert "'Apple' is not in the vocabulary" in err and err.count("\n") == 1
+
+
+def test_non_finite_rows_built_in_python_never_rank_and_cannot_be_queried():
+    v = np.array([[1, 0], [np.nan, 1], [0.9, 0.1], [np.inf, 0], [0.5, 0.5]], np.float32)
+    wv = WordVectors(list("abcde"), v)
+    with np.errstate(invalid="ignore"):  # inf / inf while normalising the "d" row
+        assert [w for w, _ in wv.most_similar("a", topn=4)] == ["c", "e"]
+        assert len(wv.most_similar("a", topn=None)) == 5  # raw cosines, NaN included, as asked
+        for query in ("b", "d", [np.array([np.nan, 1.0])]):
+            with pytest.raises(RnnlabError, match="NaN or infinite"):
+                wv.most_similar(query)

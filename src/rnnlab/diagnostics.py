@@ -14,6 +14,9 @@ float64 on a copy of the model:
 
 The state vector is s = [h_1, ..., h_L, C_1, ..., C_L] over the L layers (no C for rnn, gru).
 Every array is indexed by distance d = T - k, from 0 to T.
+
+The autograd work runs on the model's device; the Jacobian products and the eigenvalues of
+these small matrices are computed on the CPU.
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ def spectral_radius(matrix: Tensor) -> float:
     """ρ(M), the largest |eigenvalue|; for a vector (a diagonal matrix) its largest |entry|."""
     if matrix.dim() == 1:
         return matrix.abs().max().item()
-    return torch.linalg.eigvals(matrix.double()).abs().max().item()
+    return torch.linalg.eigvals(matrix.detach().cpu().double()).abs().max().item()
 
 
 def recurrent_radius(model: Model) -> float:
@@ -153,9 +156,9 @@ def _initial_state(model: Model, cells: list[Cell], state0, B: int, like: Tensor
 
 
 def _prepare(model: Model, x: Tensor, state0, dtype: torch.dtype):
-    """A float64 copy of the model's cells, x as (T, B, I) and the flat s_0."""
+    """A float64 copy of the model's cells, x as (T, B, I) on their device and the flat s_0."""
     cells = [copy.deepcopy(c).to(dtype) for c in layers_of(model)]
-    x = torch.as_tensor(x).to(dtype)
+    x = torch.as_tensor(x).to(next(cells[0].parameters()).device, dtype)
     if x.dim() == 2:
         x = x.unsqueeze(1)
     if x.dim() != 3 or x.shape[2] != cells[0].input_size or x.shape[0] < 1:
@@ -177,7 +180,8 @@ def step_jacobians(
 
 def _jacobians(cells: list[Cell], x: Tensor, s: Tensor) -> Tensor:
     B, S = s.shape
-    eye = torch.eye(S, dtype=s.dtype).repeat(B, 1)  # (B*S, S): e_0 .. e_{S-1} for each sequence
+    # (B*S, S): e_0 .. e_{S-1} for each sequence
+    eye = torch.eye(S, dtype=s.dtype, device=s.device).repeat(B, 1)
     Js = []
     for t in range(x.shape[0]):
         s_prev = s.detach().repeat_interleave(S, 0).requires_grad_()
@@ -194,7 +198,7 @@ def product_norms(Js: Tensor | np.ndarray, block: slice = slice(None)) -> np.nda
     `block` picks the rows and columns of one path, e.g. the C part for ∂C_T/∂C_k.
     A product that overflows counts as infinite. NumPy: small matrices, no thread overhead.
     """
-    Js = np.asarray(Js, dtype=np.float64)
+    Js = np.asarray(Js.cpu() if torch.is_tensor(Js) else Js, dtype=np.float64)
     T, B, S, _ = Js.shape
     P = np.broadcast_to(np.eye(S), (B, S, S))
     norms = []
@@ -311,16 +315,18 @@ def sweep(
     seed: int = 0,
     threshold: float = 1e6,
     progress: Callable[[], None] | None = None,
+    device: torch.device | str = "cpu",
 ) -> list[tuple[str, GradientFlow]]:
     """Fresh cells of each type, rescaled to each radius (None: as initialised), on one input.
 
     Every cell is built from the same seed and sees the same x ~ N(0, 1) of (length, batch,
-    input_size). Returns (label, flow) pairs, e.g. ("lstm ρ=1.5", ...).
+    input_size), both made on the CPU and then moved to `device`, so every device starts from
+    the same numbers. Returns (label, flow) pairs, e.g. ("lstm ρ=1.5", ...).
     """
     if length < 1:
         raise RnnlabError(f"length must be at least 1, got {length}")
     x = torch.randn(length, batch, input_size, generator=torch.Generator().manual_seed(seed),
-                    dtype=torch.float64)
+                    dtype=torch.float64).to(device)
     results = []
     for cell_type in cell_types:
         for radius in radii:
@@ -331,6 +337,7 @@ def sweep(
                 raise RnnlabError(str(e)) from None
             if radius is not None:
                 set_recurrent_radius(cell, radius)
+            cell = cell.to(device)
             label = cell_type if radius is None else f"{cell_type} ρ={radius:g}"
             results.append((label, gradient_flow(cell, x, threshold=threshold)))
             if progress:

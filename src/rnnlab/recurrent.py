@@ -59,7 +59,7 @@ def run_cell(cell: Cell, x: Tensor, state: State, lengths: Tensor | None = None)
     for t in range(x.shape[0]):
         h, new_state = cell(x[t], state)
         if lengths is not None:
-            real = (t < lengths).unsqueeze(1)
+            real = (t < lengths.to(x.device)).unsqueeze(1)
             new_state = _select(real, new_state, state)
             h = h * real
         state = new_state

@@ -68,7 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train word2vec vectors on text, one sentence per line (words split at whitespace, "
         "or raw Chinese cut by jieba with --level jieba), "
         "with word2vec.c's defaults: skip-gram, 100-d, window 5, 5 negatives, min-count 5, "
-        "sample 1e-3, 5 epochs.",
+        "sample 1e-3, 5 epochs. Runs on the CPU only: word2vec.c's algorithm compiled by numba, "
+        "multi-threaded (--threads), with no GPU path and no --device option (each update "
+        "touches a few rows of the weights, too small and too scattered to gain on a GPU).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

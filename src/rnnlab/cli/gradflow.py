@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from rnnlab import diagnostics
 from rnnlab.cells import CELL_TYPES
+from rnnlab.device import DEVICE_HELP, resolve_device
 from rnnlab.errors import RnnlabError
 from rnnlab.fileio import atomic_write
 
@@ -51,19 +52,20 @@ def register(subparsers) -> None:
                                    "instead of fresh cells")
     p.add_argument("--text", default="the meaning of a word depends on the words before it",
                    help="the input read by --model, from the sentence start")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=run)
 
 
 def model_flow(args: argparse.Namespace) -> tuple[str, diagnostics.GradientFlow]:
     """The gradient flow of a trained model's recurrent layers on its embedding of --text."""
     from rnnlab.cli.lm import load
-    from rnnlab.lm.score import encode_prompt, start_ids
+    from rnnlab.lm.score import encode_prompt, model_device, start_ids
 
-    model, vocab, config = load(args.model)
+    model, vocab, config = load(args.model, args.device)
     ids, _ = encode_prompt(vocab, config, args.text)
     if not ids:
         raise RnnlabError("--text has no tokens")
-    tokens = torch.tensor(start_ids(vocab, config) + ids)
+    tokens = torch.tensor(start_ids(vocab, config) + ids, device=model_device(model))
     x = model.embedding(tokens).detach().unsqueeze(1)
     label = f"{args.model} ({model.rnn.cell_type}, {len(tokens)} tokens)"
     return label, diagnostics.gradient_flow(model.rnn, x, threshold=args.threshold)
@@ -71,6 +73,7 @@ def model_flow(args: argparse.Namespace) -> tuple[str, diagnostics.GradientFlow]
 
 def cell_flows(args: argparse.Namespace) -> list[tuple[str, diagnostics.GradientFlow]]:
     """The gradient flow of fresh cells of each chosen type and radius."""
+    device = resolve_device(args.device)
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     if not cells:
         raise RnnlabError("--cells is empty")
@@ -93,7 +96,7 @@ def cell_flows(args: argparse.Namespace) -> list[tuple[str, diagnostics.Gradient
                           f"needs over {need / 2**30:.1f} GiB of Jacobians per cell; lower them")
     with tqdm(total=len(cells) * len(args.radius), desc="gradflow", leave=False) as bar:
         return diagnostics.sweep(cells, args.radius, args.length, args.hidden, args.input_size,
-                                 args.batch, args.seed, args.threshold, bar.update)
+                                 args.batch, args.seed, args.threshold, bar.update, device)
 
 
 def run(args: argparse.Namespace) -> int:

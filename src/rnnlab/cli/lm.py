@@ -10,6 +10,7 @@ import math
 import sys
 from pathlib import Path
 
+from rnnlab.device import DEVICE_HELP
 from rnnlab.errors import RnnlabError
 
 MODEL_HELP = "model folder, or the output folder of `rnnlab train` (its best/ model is used)"
@@ -25,14 +26,21 @@ def add_encoding_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--errors", choices=ERROR_HANDLERS, default="strict", help=ERRORS_HELP)
 
 
-def load(path: str):
-    """(model, vocab, config) from a model folder or a training run's output folder."""
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """Add --device: where the model runs."""
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+
+
+def load(path: str, device: str = "auto"):
+    """(model on `device`, vocab, config) from a model folder or a training run's output folder."""
+    from rnnlab.device import resolve_device
     from rnnlab.lm.checkpoint import load_model
 
+    where = resolve_device(device)  # a device that is not there fails before any file is read
     run = Path(path)
     if not (run / "config.json").exists() and (run / "best" / "config.json").exists():
         run = run / "best"
-    return load_model(run)
+    return load_model(run, where)
 
 
 def register(subparsers) -> None:
@@ -48,6 +56,7 @@ def register(subparsers) -> None:
     p.add_argument("--batch", type=int, default=16,
                    help="pieces of the text read side by side (1 = exact, slower; default 16)")
     add_encoding_options(p)
+    add_device_option(p)
     p.set_defaults(func=run_evaluate)
 
     p = subparsers.add_parser(
@@ -60,11 +69,13 @@ def register(subparsers) -> None:
     p.add_argument("--no-eos", action="store_true",
                    help="leave out the end-of-sentence token's probability")
     add_encoding_options(p)
+    add_device_option(p)
     p.set_defaults(func=run_score)
 
     p = subparsers.add_parser(
         "generate", help="sample text from a language model",
-        description="Continue PRIME one token at a time, printing each as it is drawn.")
+        description="Continue PRIME one token at a time, printing each as it is drawn. The "
+                    "draws are made on the CPU, so a seed gives the same text on every device.")
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--prime", default="", help="text to start from (default: a sentence start)")
     p.add_argument("--length", type=int, default=100, help="tokens to generate (default 100)")
@@ -80,6 +91,7 @@ def register(subparsers) -> None:
                         "(temperature, top-k and top-p do not apply)")
     p.add_argument("--stop-at-eos", action="store_true", help="stop at the end-of-sentence token")
     p.add_argument("--no-unk", action="store_true", help="never generate the <unk> token")
+    add_device_option(p)
     p.set_defaults(func=run_generate)
 
 
@@ -90,8 +102,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise RnnlabError(f"--batch must be at least 1, got {args.batch}")
     from rnnlab.datasets import file_or_corpus
 
+    model, vocab, config = load(args.model, args.device)
     args.file = file_or_corpus(args.file, "test")
-    model, vocab, config = load(args.model)
     r = evaluate(model, vocab, config, args.file, batch=args.batch, encoding=args.encoding,
                  errors=args.errors)
     print(f"{args.file}: {r['tokens']:,} tokens")
@@ -108,7 +120,7 @@ def run_score(args: argparse.Namespace) -> int:
 
     if (args.sentence is None) == (args.file is None):
         raise RnnlabError("give either a SENTENCE or --file F")
-    model, vocab, config = load(args.model)
+    model, vocab, config = load(args.model, args.device)
     lines = [args.sentence] if args.file is None else [
         s for s in read_lines(args.file, args.encoding, args.errors) if s.strip()]
     total, count = 0.0, 0
@@ -130,7 +142,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from rnnlab.lm.score import encode_prompt
 
     check_options(args.length, args.temperature, args.top_k, args.top_p, args.beam)
-    model, vocab, config = load(args.model)
+    model, vocab, config = load(args.model, args.device)
     ids, unknown = encode_prompt(vocab, config, args.prime)
     if unknown:
         only = " (the whole prime)" if len(unknown) == len(ids) else ""

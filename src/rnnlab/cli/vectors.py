@@ -10,6 +10,7 @@ from rnnlab.text.width import display_width, pad
 from rnnlab.word2vec.evaluate import evaluate_analogies, evaluate_similarity, plot_word_map
 from rnnlab.word2vec.vectors import WordVectors
 
+CPU_ONLY = " Runs on the CPU (NumPy, multi-threaded); there is no GPU path and no --device option."
 VECTORS_HELP = (
     "word vectors: a .bin (word2vec binary), .txt/.vec (word2vec text, or GloVe without a "
     "header) or a model folder written by `rnnlab embed`"
@@ -87,7 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "similar",
         help="nearest words to a word by cosine similarity",
-        description="Print the words whose vectors are closest (cosine) to WORD's.",
+        description="Print the words whose vectors are closest (cosine) to WORD's." + CPU_ONLY,
     )
     _add_vectors_args(p)
     p.add_argument("word", metavar="WORD")
@@ -99,7 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "analogy",
         help="solve A is to B as C is to ? (king - man + woman)",
         description="A is to B as C is to ?: print the words nearest to B - A + C (3CosAdd), "
-        "e.g. `rnnlab analogy vectors.bin man king woman` -> queen.",
+        "e.g. `rnnlab analogy vectors.bin man king woman` -> queen." + CPU_ONLY,
     )
     _add_vectors_args(p)
     p.add_argument("a", metavar="A")
@@ -114,7 +115,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="analogy accuracy and word-similarity correlation",
         description="Score word vectors on analogy questions (accuracy per section) and on "
         "word-pair similarity sets (Spearman/Pearson). Without --analogies/--similarity, "
-        "uses gensim's bundled questions-words.txt and wordsim353.tsv.",
+        "uses gensim's bundled questions-words.txt and wordsim353.tsv." + CPU_ONLY,
     )
     _add_vectors_args(p)
     p.add_argument("--analogies", metavar="FILE", help="analogy questions (questions-words.txt format)")
@@ -134,7 +135,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "vectors-plot",
         help="2-D PCA map of chosen words (PNG)",
         description="Project the vectors of WORDS onto their first two principal axes and save "
-        "the picture, e.g. king queen man woman.",
+        "the picture, e.g. king queen man woman." + CPU_ONLY,
     )
     _add_vectors_args(p)
     p.add_argument("words", metavar="WORD", nargs="+")

@@ -112,8 +112,10 @@ def _check_model_settings(model: dict, where: Path) -> None:
                           f"got {init_range!r}")
 
 
-def load_model(path: str | Path, device: str = "cpu") -> tuple[LanguageModel, Vocabulary, dict]:
-    """Read a model folder back: (model in eval mode, vocabulary, config)."""
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[LanguageModel, Vocabulary, dict]:
+    """Read a model folder back: (model in eval mode on `device`, vocabulary, config)."""
     path = Path(path)
     config = read_config(path)
     vocab = Vocabulary.load(path / "vocab.json")
@@ -127,7 +129,9 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[LanguageModel, Vo
     weights = path / "model.safetensors"
     try:
         _check_shapes(model, weights)
-        missing, unexpected = st_load_model(model, weights, strict=False, device=device)
+        # Into the CPU model first, then moved whole: safetensors takes device names, not
+        # torch.device, and loading to a GPU here would only be copied back.
+        missing, unexpected = st_load_model(model, weights, strict=False)
     except FileNotFoundError:
         raise RnnlabError(f"{path}: model.safetensors missing") from None
     except (SafetensorError, RuntimeError, OSError) as e:

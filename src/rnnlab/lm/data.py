@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from rnnlab.errors import RnnlabError
-from rnnlab.text.corpus import read_lines
+from rnnlab.text.corpus import read_whole_lines
 from rnnlab.text.tokenize import LEVELS, get_tokenizer
 from rnnlab.text.vocab import BOS, EOS, UNK, Vocabulary
 
@@ -82,8 +82,8 @@ def encode_text(
 
 
 def read_text(path: str | Path, encoding: str = "utf-8", errors: str = "strict") -> list[str]:
-    """All lines of a text file (plain or .gz), through the text pipeline's checks."""
-    return list(read_lines(path, encoding, errors))
+    """All lines of a text file (plain or .gz), whole, through the text pipeline's checks."""
+    return list(read_whole_lines(path, encoding, errors))
 
 
 def split_lines(lines: Sequence[str], valid: float, test: float) -> tuple[list, list, list]:

@@ -6,6 +6,11 @@ logits / T), cut to the k most probable tokens (top-k) or to the smallest set wh
 probability reaches p (top-p, "nucleus"). The draw itself is one uniform number looked up
 in the cumulative distribution (cumsum + searchsorted): at batch 1 that costs ~17 µs for a
 10k vocabulary, where `torch.multinomial` costs ~216 µs.
+
+The model runs on its own device; each step's logits come to the CPU, where the draws and the
+beam's bookkeeping happen with a CPU generator. So one seed gives the same text on every
+device (up to rounding in the logits), and a draw costs a few small CPU operations instead of
+as many GPU kernel launches.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import torch
 from torch import Tensor
 
 from rnnlab.errors import RnnlabError
-from rnnlab.lm.score import encode_prompt, start_ids
+from rnnlab.lm.score import encode_prompt, model_device, start_ids
 
 
 def allowed_distribution(
@@ -43,9 +48,14 @@ def allowed_distribution(
 
 
 def draw(probs: Tensor, generator: torch.Generator) -> int:
-    """One index drawn from `probs` (not necessarily normalised) by inverting its CDF."""
+    """One index drawn from `probs` (not necessarily normalised) by inverting its CDF.
+
+    The uniform number comes from `generator` on its own device, so a CPU generator can drive
+    draws from probabilities on a GPU.
+    """
     cdf = torch.cumsum(probs, -1)
-    u = torch.rand(1, generator=generator, dtype=cdf.dtype) * cdf[-1]
+    u = torch.rand(1, generator=generator, dtype=cdf.dtype, device=generator.device)
+    u = u.to(cdf.device) * cdf[-1]
     # right=True: the first index whose cdf exceeds u, never one of probability zero.
     j = int(torch.searchsorted(cdf, u, right=True))
     if j == len(cdf):  # u rounded up to the total: take the last token that has mass
@@ -92,15 +102,16 @@ def beam_search(
 
     `logits` (V,) and `state` are the model's after the prime. A hypothesis that emits
     `eos_id` is finished; the best finished or surviving one by total log-probability wins.
-    Token `banned` is never chosen.
+    Token `banned` is never chosen. The scores are kept on the CPU, in float64.
     """
+    device = logits.device
     scores = torch.zeros(1, dtype=torch.float64)
     seqs: list[list[int]] = [[]]
     logits = logits.unsqueeze(0)
     finished: list[tuple[float, list[int]]] = []
     for _ in range(length):
         V = logits.shape[-1]
-        logp = torch.log_softmax(logits.double(), -1)
+        logp = torch.log_softmax(logits.cpu().double(), -1)
         if banned is not None:
             logp[:, banned] = -math.inf
         total = (scores.unsqueeze(1) + logp).view(-1)
@@ -121,8 +132,8 @@ def beam_search(
         # that already scores higher.
         if finished and max(f[0] for f in finished) >= float(scores.max()):
             break
-        state = _select_batch(state, torch.tensor([rows[k] for k in keep]))
-        logits, state = model.step(torch.tensor([tokens[k] for k in keep]), state)
+        state = _select_batch(state, torch.tensor([rows[k] for k in keep], device=device))
+        logits, state = model.step(torch.tensor([tokens[k] for k in keep], device=device), state)
     candidates = finished + [(float(s), q) for s, q in zip(scores, seqs)]
     return max(candidates, key=lambda c: c[0])[1] if candidates else []
 
@@ -155,17 +166,19 @@ def _generate(model, vocab, context, length, temperature, top_k, top_p, seed, be
         generator.seed()
     else:
         generator.manual_seed(seed)
+    device = model_device(model)
     model.eval()
     # Grad mode is thread-wide: each model call gets its own no-grad block, never one held
     # open across a `yield`, which would leak into the caller's code.
     with torch.inference_mode():
-        out, state = model(torch.tensor(context).view(-1, 1))
+        out, state = model(torch.tensor(context, device=device).view(-1, 1))
         logits = out[-1, 0]
         if beam:
             best = beam_search(model, state, logits, length, beam, eos_id, banned)
     if beam:
         yield from vocab.decode(best)
         return
+    logits = logits.cpu()
     for _ in range(length):
         if banned is not None:
             logits = logits.clone()
@@ -175,5 +188,5 @@ def _generate(model, vocab, context, length, temperature, top_k, top_p, seed, be
         if token == eos_id:
             return
         with torch.inference_mode():
-            logits, state = model.step(torch.tensor([token]), state)
-        logits = logits[0]
+            logits, state = model.step(torch.tensor([token], device=device), state)
+        logits = logits[0].cpu()

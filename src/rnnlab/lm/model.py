@@ -172,6 +172,10 @@ class LanguageModel(nn.Module):
         with torch.no_grad():
             if rows:
                 vectors = torch.as_tensor(wv.vectors[sources], dtype=self.embedding.weight.dtype)
+                # WordVectors.load drops such words; vectors built in Python are checked here.
+                if not torch.isfinite(vectors).all():
+                    raise RnnlabError("word vectors hold NaN or infinite values; "
+                                      "they would make every loss NaN")
                 self.embedding.weight[torch.tensor(rows)] = vectors
         self.embedding.weight.requires_grad_(not freeze)
         total = len(vocab.itos)

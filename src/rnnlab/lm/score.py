@@ -7,6 +7,9 @@ the same mean, divided by ln 2, is bits per character.
 
 "<S>" is the start of a sentence: `<s>` in sentence mode; in stream mode, where lines are
 only separated, the end of the line before (`</s>`, or the newline at character level).
+
+The model may live on any device: token tensors are built where its parameters are, and the
+log-probabilities are summed in float64 (on the CPU for MPS, which has no float64).
 """
 
 from __future__ import annotations
@@ -23,6 +26,11 @@ from rnnlab.lm.data import IGNORE, encode_text, pad_sentences, read_text, tokeni
 from rnnlab.text.tokenize import get_tokenizer
 from rnnlab.text.vocab import BOS, EOS
 from rnnlab.text.width import display_width, pad
+
+
+def model_device(model) -> torch.device:
+    """The device of the model's parameters, where its inputs have to be."""
+    return next(model.parameters()).device
 
 
 def start_token(config: dict) -> str:
@@ -92,8 +100,9 @@ def score_sentence(model, vocab, config: dict, text: str, eos: bool = True) -> S
     ids = vocab.encode(tokens)
     model.eval()
     with torch.inference_mode():
-        logits, _ = model(torch.tensor(context + ids[:-1]).view(-1, 1))
-        logp = torch.log_softmax(logits[:, 0].double(), -1)
+        logits, _ = model(torch.tensor(context + ids[:-1], device=model_device(model)).view(-1, 1))
+        # One sentence's logits are small: the table is read on the CPU.
+        logp = torch.log_softmax(logits[:, 0].cpu().double(), -1)
         chosen = logp[torch.arange(len(ids)), torch.tensor(ids)].tolist()
     return SentenceScore(text, [TokenScore(t, vocab.itos[i], i, math.exp(lp), lp)
                                 for t, i, lp in zip(tokens, ids, chosen)])
@@ -119,26 +128,35 @@ def _stream_columns(ids: list[int], batch: int) -> tuple[torch.Tensor, torch.Ten
     return x, y
 
 
+def _nll_sum(logits: torch.Tensor, target: torch.Tensor) -> float:
+    """Σ −log P(target) over the targets that are not IGNORE, summed in float64."""
+    if logits.device.type == "mps":  # no float64 there
+        logits, target = logits.cpu(), target.cpu()
+    return float(F.cross_entropy(logits.flatten(0, 1).double(), target.flatten(),
+                                 ignore_index=IGNORE, reduction="sum"))
+
+
 def evaluate_ids(model, vocab, config: dict, encoded, batch: int = 16, bptt: int = 256) -> dict:
     """Loss, perplexity and bits per token of already-encoded text (see `evaluate`)."""
     total, count = 0.0, 0
+    device = model_device(model)
     model.eval()
     with torch.inference_mode():
         if config["mode"] == "sentence":
             for i in range(0, len(encoded), batch):
                 x, y, lengths = pad_sentences(encoded[i : i + batch])
-                logits, _ = model(x, lengths=lengths)
-                total += float(F.cross_entropy(logits.flatten(0, 1).double(), y.flatten(),
-                                               ignore_index=IGNORE, reduction="sum"))
+                # lengths stay on the CPU, where packing a padded batch reads them.
+                logits, _ = model(x.to(device), lengths=lengths)
+                total += _nll_sum(logits, y.to(device))
                 count += int((y != IGNORE).sum())
         else:
             x, y = _stream_columns(start_ids(vocab, config) + list(encoded), batch)
+            x, y = x.to(device), y.to(device)
             state = None
             for t in range(0, x.shape[0], bptt):
                 logits, state = model(x[t : t + bptt], state)
                 target = y[t : t + bptt]
-                total += float(F.cross_entropy(logits.flatten(0, 1).double(), target.flatten(),
-                                               ignore_index=IGNORE, reduction="sum"))
+                total += _nll_sum(logits, target)
                 count += int((target != IGNORE).sum())
     if count == 0:
         raise RnnlabError("nothing to evaluate: the text has no tokens")

@@ -165,6 +165,16 @@ def read_lines(path: PathLike, encoding: str = "utf-8", errors: str = "strict") 
         yield text
 
 
+def read_whole_lines(path: PathLike, encoding: str = "utf-8", errors: str = "strict") -> Iterator[str]:
+    """The lines of a text file, each whole however long (for callers that keep them anyway)."""
+    parts: list[str] = []
+    for text, ends_line in read_pieces(path, encoding, errors):
+        parts.append(text)
+        if ends_line:
+            yield "".join(parts)
+            parts = []
+
+
 class Corpus:
     """A re-iterable stream of tokenized sentences (one per line) from one or more files.
 

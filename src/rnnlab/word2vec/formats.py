@@ -12,11 +12,20 @@ vectors, not two. The vectors cannot stay a view of that file, because the words
 have different lengths, so rows do not sit at a fixed stride. The native folder
 (`vectors.safetensors` with the tensor "input", plus `vocab.json` in rnnlab.text.Vocabulary's
 JSON format) keeps the matrix contiguous; `read_native(path, mmap=True)` maps it without
-reading it (np.memmap, read-only), which suits vectors larger than memory.
+reading it (np.memmap, read-only), which suits vectors larger than memory; `read_vectors`
+pages through it once to check the values (below), and copies it only if some are dropped.
 
 Every reader returns (words, matrix, counts or None). Damaged files raise a one-line
 RnnlabError: wrong header, inconsistent dimension, truncated binary body, bad numbers.
 Writers go through atomic_write / atomic_dir, so a crash leaves the earlier file intact.
+
+NaN and infinity ("nan", "inf", a value too large for float32, or such floats in a binary
+body) are numbers, so the file is not damaged, but such a vector has no direction: its cosine
+with anything is NaN, and in a language model's embedding it turns every loss into NaN. The
+rule: `read_vectors` leaves out every word whose vector holds one, and says so in one warning
+line on stderr naming the file, how many words and the first few; those words are then
+simply unknown (a language model keeps its random initialisation for them). A file in which
+no vector is finite is an error.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import json
 import mmap
 import os
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
@@ -36,7 +46,7 @@ import safetensors.numpy
 
 from rnnlab.errors import RnnlabError
 from rnnlab.fileio import atomic_dir, atomic_write
-from rnnlab.text.corpus import check_file, open_binary, read_chunks, read_pieces
+from rnnlab.text.corpus import check_file, open_binary, read_chunks, read_whole_lines
 from rnnlab.text.vocab import Vocabulary
 
 FORMATS = ("word2vec-text", "word2vec-binary", "glove", "native")
@@ -95,16 +105,6 @@ def _is_record(line: bytes, dim: int | None) -> bool:
     return len(parts) > 1 if dim is None else len(parts) == dim + 1
 
 
-def _text_lines(path: Path, errors: str) -> Iterator[str]:
-    """Whole lines of a text file (plain or .gz), through the corpus reader's checks."""
-    parts: list[str] = []
-    for text, ends_line in read_pieces(path, "utf-8", errors):
-        parts.append(text)
-        if ends_line:
-            yield "".join(parts)
-            parts = []
-
-
 def _allocate(path: Path, n: int, dim: int) -> np.ndarray:
     try:
         return np.empty((n, dim), dtype=np.float32)
@@ -117,7 +117,7 @@ def read_text(
 ) -> Loaded:
     """word2vec text (`header=True`) or GloVe text (`header=False`); at most `limit` words."""
     path = check_file(path)
-    lines = enumerate(_text_lines(path, errors), 1)
+    lines = enumerate(read_whole_lines(path, "utf-8", errors), 1)
     if header:
         _, first = next(lines, (1, ""))
         size = _parse_header(first)
@@ -155,7 +155,9 @@ def read_text(
                 f"{path}: line {lineno}: {len(parts) - 1} values, expected {dim} (inconsistent dimension)"
             )
         try:
-            matrix[len(words)] = np.array(parts[1:], dtype=np.float32)
+            # A value beyond float32's range becomes inf, which read_vectors then reports.
+            with np.errstate(over="ignore"):
+                matrix[len(words)] = np.array(parts[1:], dtype=np.float32)
         except ValueError:
             raise RnnlabError(f"{path}: line {lineno}: a value is not a number") from None
         words.append(parts[0])
@@ -269,12 +271,38 @@ def read_vectors(
     format = format or detect_format(path)
     if format == "native":
         words, matrix, counts = read_native(path, mmap=mmap)
-        return words[:limit], matrix[:limit], counts[:limit]
-    if format == "word2vec-binary":
-        return read_binary(path, limit, errors)
-    if format in ("word2vec-text", "glove"):
-        return read_text(path, header=format == "word2vec-text", limit=limit, errors=errors)
-    raise RnnlabError(f"unknown vectors format {format!r}; choose one of {', '.join(FORMATS)}")
+        loaded = words[:limit], matrix[:limit], counts[:limit]
+    elif format == "word2vec-binary":
+        loaded = read_binary(path, limit, errors)
+    elif format in ("word2vec-text", "glove"):
+        loaded = read_text(path, header=format == "word2vec-text", limit=limit, errors=errors)
+    else:
+        raise RnnlabError(f"unknown vectors format {format!r}; choose one of {', '.join(FORMATS)}")
+    return drop_non_finite(path, *loaded)
+
+
+def drop_non_finite(
+    path: str | os.PathLike, words: list[str], matrix: np.ndarray, counts: np.ndarray | None
+) -> Loaded:
+    """Leave out the words whose vector holds NaN or infinity, with one warning line on stderr."""
+    finite = np.empty(len(words), dtype=bool)
+    # Row blocks keep the check's temporary small; a memory-mapped matrix is only paged through.
+    for start in range(0, len(words), 1 << 16):
+        finite[start : start + (1 << 16)] = np.isfinite(matrix[start : start + (1 << 16)]).all(axis=1)
+    if finite.all():
+        return words, matrix, counts
+    bad = np.flatnonzero(~finite)
+    if len(bad) == len(words):
+        raise RnnlabError(f"{path}: every vector holds NaN or infinite values")
+    shown = ", ".join(repr(words[i]) for i in bad[:3]) + (", ..." if len(bad) > 3 else "")
+    # A plain line, not warnings.warn, whose report adds the source line: the CLI shows one line.
+    print(
+        f"warning: {path}: {len(bad)} of {len(words)} words have NaN or infinite values "
+        f"and are left out: {shown}",
+        file=sys.stderr,
+    )
+    kept = [w for w, ok in zip(words, finite) if ok]
+    return kept, matrix[finite], None if counts is None else counts[finite]
 
 
 def format_for(path: str | os.PathLike) -> str:

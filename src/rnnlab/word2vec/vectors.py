@@ -167,8 +167,11 @@ class WordVectors:
                 else:  # a raw vector is used as given, as gensim does
                     vector = np.asarray(item, dtype=np.float32)
                 terms.append(sign * weight * vector)
-        query = unit_rows(np.mean(terms, axis=0))
-        return self._nearest(query, topn, restrict_vocab, exclude)
+        mean = np.mean(terms, axis=0)
+        # Loading drops such rows, but vectors built in Python or a raw query may still hold them.
+        if not np.isfinite(mean).all():
+            raise RnnlabError("the query holds NaN or infinite values, so it has no nearest words")
+        return self._nearest(unit_rows(mean), topn, restrict_vocab, exclude)
 
     def similar_by_vector(
         self, vector: np.ndarray, topn: int = 10, restrict_vocab: int | None = None
@@ -217,7 +220,9 @@ class WordVectors:
         # more frequent word.
         best = np.sort(np.argpartition(-scores, k - 1)[:k])
         best = best[np.argsort(-scores[best], kind="stable")]
-        found = [(self.index_to_key[i], float(scores[i])) for i in best if i not in exclude]
+        # A row with NaN or infinity (possible only in vectors built in Python) has no cosine.
+        found = [(self.index_to_key[i], float(scores[i])) for i in best
+                 if i not in exclude and not np.isnan(scores[i])]
         return found[:topn]
 
     def pca(self, words: Sequence[str], normalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -260,6 +265,7 @@ class WordVectors:
         native folder's matrix read-only instead of reading it, `errors="replace"` accepts
         words that are not valid UTF-8, `vocab_path` reads counts from a vocabulary file
         ("word count" lines, as word2vec.c's -save-vocab and gensim's fvocab write them).
+        Words whose vector holds NaN or infinity are left out, with a warning on stderr.
         """
         words, matrix, counts = formats.read_vectors(path, format, limit, mmap, errors)
         try:
