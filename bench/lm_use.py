@@ -2,6 +2,7 @@
 
     python bench/lm_use.py throughput       # benchmark 5 (a few minutes)
     python bench/lm_use.py throughput --threads 1 --clock cpu   # the same on a busy machine
+    python bench/lm_use.py throughput --device cuda --shape char-512   # on a GPU, vs cuDNN
     python bench/lm_use.py char             # benchmark 4 (30-minute budget per model)
     python bench/lm_use.py char --course    # also the course's 3 × 512 model, epoch by epoch
 
@@ -32,11 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rnnlab.device import resolve_device
 from rnnlab.fileio import atomic_write
 from rnnlab.lm import LanguageModel, train_language_model
 from rnnlab.lm.checkpoint import load_model
 from rnnlab.lm.data import StreamBatches, build_vocab, encode_text, tokenize_lines
 from rnnlab.lm.generate import generate
+from rnnlab.text.vocab import Vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -71,15 +74,24 @@ def ptb_stream(limit: int) -> tuple[list[int], object]:
 CLOCK = time.perf_counter  # --clock cpu: time.process_time, steadier on a shared machine
 
 
+def sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so that the clock measures it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def time_training(model: nn.Module, batches: StreamBatches, steps: int, warmup: int = 3) -> float:
     """Training tokens per second over `steps` blocks (after `warmup` untimed ones)."""
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    device = next(model.parameters()).device
     model.train()
     state, tokens, start = None, 0, None
     for k, block in enumerate(batches.starts[: warmup + steps]):
         if k == warmup:
+            sync(device)
             start, tokens = CLOCK(), 0
         x, y, _ = batches.get(block)
+        x, y = x.to(device), y.to(device)
         if state is not None:
             state = tuple(s.detach() for s in state)
         logits, state = model(x, state)
@@ -90,13 +102,15 @@ def time_training(model: nn.Module, batches: StreamBatches, steps: int, warmup: 
         nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         optimizer.step()
         tokens += y.numel()
+    sync(device)
     return tokens / (CLOCK() - start)
 
 
 def torch_generate(model: TorchLSTMLM, first: int, length: int, seed: int) -> list[int]:
     """nn.LSTM stepped one token at a time, drawing with torch.multinomial."""
-    generator = torch.Generator().manual_seed(seed)
-    out, token, state = [], torch.tensor([[first]]), None
+    device = next(model.parameters()).device
+    generator = torch.Generator(device).manual_seed(seed)
+    out, token, state = [], torch.tensor([[first]], device=device), None
     with torch.inference_mode():
         for _ in range(length):
             logits, state = model(token, state)
@@ -111,13 +125,19 @@ def throughput(args) -> dict:
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
     torch.manual_seed(1)
+    device = resolve_device(args.device)
     ids, vocab = ptb_stream(20 * 20 * (args.steps + 5) + 1)
-    batches = StreamBatches(ids, 20, 20)
+    size, bptt, batch = 200, 20, 20
+    if args.shape == "char-512":  # Tiny Shakespeare's shape: 65 characters, 2 x 512
+        size, bptt, batch = 512, 100, 64
+        vocab = Vocabulary(["\n"] + [chr(32 + k) for k in range(64)], specials=())
+        ids = torch.randint(0, 65, (batch * bptt * (args.steps + 5) + 1,)).tolist()
+    batches = StreamBatches(ids, batch, bptt)
     V = len(vocab)
-    ours = LanguageModel(V, 200, 200, 2, "lstm", tie_weights=False, init_range=0.1)
-    ref = TorchLSTMLM(V, 200, 2)
-    print(f"PTB-small training step: 2 x 200 LSTM, vocab {V}, bptt 20, batch 20, "
-          f"{args.steps} timed steps per run, {args.repeats} interleaved repeats, "
+    ours = LanguageModel(V, size, size, 2, "lstm", tie_weights=False, init_range=0.1).to(device)
+    ref = TorchLSTMLM(V, size, 2).to(device)
+    print(f"{args.shape} training step: 2 x {size} LSTM, vocab {V}, bptt {bptt}, batch {batch}, "
+          f"{args.steps} timed steps per run, {args.repeats} interleaved repeats, on {device}, "
           f"{torch.get_num_threads()} threads, {args.clock} clock")
     rates = {"rnnlab": [], "nn.LSTM": []}
     ratios = []
@@ -137,12 +157,14 @@ def throughput(args) -> dict:
              "required_ratio": 0.95, "steps": args.steps, "repeats": args.repeats}
     print(f"training: median ratio {train['ratio_median']:.3f} (required >= 0.95)")
 
-    config = {"level": "word", "mode": "stream", "lower": False}
+    char = args.shape == "char-512"
+    config = {"level": "char" if char else "word", "mode": "stream", "lower": False}
     gen_rates = {"rnnlab": [], "nn.LSTM+multinomial": []}
-    first = vocab["</s>"]
+    first = ids[0]
     for r in range(args.repeats):
         start = CLOCK()
-        n = len(list(generate(ours, vocab, config, "the", length=args.gen_tokens, seed=r)))
+        n = len(list(generate(ours, vocab, config, "A" if char else "the", length=args.gen_tokens,
+                              seed=r)))
         gen_rates["rnnlab"].append(n / (CLOCK() - start))
         ref.eval()
         start = CLOCK()
@@ -156,7 +178,7 @@ def throughput(args) -> dict:
     print(f"generation at batch 1: rnnlab {gen['rnnlab_tokens_per_s']:,.0f} tokens/s "
           f"(required >= 2,000), nn.LSTM + multinomial {gen['nn_lstm_multinomial_tokens_per_s']:,.0f}")
     return {"training": train, "generation": gen, "threads": torch.get_num_threads(),
-            "clock": args.clock}
+            "clock": args.clock, "device": str(device), "shape": args.shape}
 
 
 COURSE = dict(layers=3, hidden_size=512, embed_size=512, dropout=0.5, optimizer="adam",
@@ -221,6 +243,9 @@ def main() -> None:
                         help="throughput: wall time, or process CPU time (use with --threads 1 "
                              "on a busy machine)")
     parser.add_argument("--steps", type=int, default=40, help="timed training steps per run")
+    parser.add_argument("--device", default="cpu", help="throughput: cpu, cuda, ... (default cpu)")
+    parser.add_argument("--shape", choices=["ptb-small", "char-512"], default="ptb-small",
+                        help="throughput: the PTB-small model, or Tiny Shakespeare's 2 x 512")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--gen-tokens", type=int, default=2000)
     parser.add_argument("--minutes", type=float, default=30.0, help="char: budget per model")
@@ -234,6 +259,8 @@ def main() -> None:
     key = args.which
     if args.which == "throughput":
         key = f"throughput ({args.clock} clock, {args.threads} threads)"
+        if args.device != "cpu" or args.shape != "ptb-small":
+            key = f"throughput ({args.shape}, {result['device']}, {args.clock} clock)"
     merged[key] = {**result, "machine": platform.machine(), "torch": torch.__version__,
                           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     with atomic_write(RESULTS) as f:
