@@ -207,3 +207,18 @@ def test_jieba_model_trains_on_raw_chinese(tmp_path, fake_jieba):
     assert config["level"] == "jieba"
     words = {w for line in SEGMENTED for w in line.split()}
     assert set(vocab.itos) == words | {"<unk>", "</s>"}
+
+
+def test_jieba_generation_joins_words_without_spaces(tmp_path, fake_jieba, capsys):
+    fake_jieba({"北京", "天安门", "太阳", "首都", "𠀀字"})
+    raw = [line.replace(" ", "") for line in SEGMENTED]
+    (tmp_path / "raw.txt").write_text("\n".join(raw) + "\n", encoding="utf-8")
+    assert main(["train", str(tmp_path / "raw.txt"), "-o", str(tmp_path / "m"), "--level", "jieba",
+                 "--layers", "1", "--hidden-size", "8", "--bptt", "5", "--batch-size", "2",
+                 "--epochs", "1", "--quiet", "--no-progress", "--threads", "1"]) == 0
+    capsys.readouterr()
+    assert main(["generate", str(tmp_path / "m"), "--prime", "北京", "--length", "30",
+                 "--seed", "1", "--no-unk"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("北京") and len(text.strip()) > len("北京")
+    assert " " not in text

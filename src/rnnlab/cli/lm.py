@@ -149,6 +149,8 @@ def run_generate(args: argparse.Namespace) -> int:
         print(f"note: not in the vocabulary, read as <unk>{only}: {' '.join(unknown)}",
               file=sys.stderr)
     words = config["level"] != "char"
+    # jieba's words were cut out of unspaced text, so they join without spaces again
+    space = "" if config["level"] == "jieba" else " "
     out = sys.stdout
     out.write(args.prime)
     at_line_start = not args.prime or args.prime.endswith("\n")
@@ -158,7 +160,7 @@ def run_generate(args: argparse.Namespace) -> int:
         if words and token == "</s>":
             token, at_line_start = "\n", True
         elif words:
-            token = token if at_line_start else " " + token
+            token = token if at_line_start else space + token
             at_line_start = False
         else:
             at_line_start = token == "\n"
