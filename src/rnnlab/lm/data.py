@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from rnnlab.errors import RnnlabError
-from rnnlab.text.corpus import read_whole_lines
+from rnnlab.text.corpus import MAX_PIECE_CHARS, read_whole_lines, split_long
 from rnnlab.text.tokenize import LEVELS, get_tokenizer
 from rnnlab.text.vocab import BOS, EOS, UNK, Vocabulary
 
@@ -51,13 +51,22 @@ def tokenize_lines(
     tokenize = get_tokenizer(level, lower=lower)
     for line in lines:
         line = line.rstrip("\r\n")
-        tokens = tokenize(line)
         if mode == "sentence":
+            tokens = tokenize(line)
             if tokens:
                 yield [BOS, *tokens, EOS]
-        elif level == "char":
+            continue
+        # A stream line is tokenized in pieces cut at spaces (text8 is one 100 MB line), so no
+        # list of all its tokens is ever built; only its last piece carries the end marker.
+        tokens, any_tokens = [], False
+        for piece in split_long(line, MAX_PIECE_CHARS):
+            if tokens:
+                yield tokens
+            tokens = tokenize(piece)
+            any_tokens = any_tokens or bool(tokens)
+        if level == "char":
             yield [*tokens, "\n"]
-        elif tokens:
+        elif any_tokens:
             yield [*tokens, EOS]
 
 

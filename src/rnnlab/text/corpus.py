@@ -123,7 +123,7 @@ def _decoded_chunks(path: PathLike, encoding: str, errors: str) -> Iterator[str]
         raise RnnlabError(f"{path}: contains only whitespace")
 
 
-def _split_long(text: str, max_chars: int) -> Iterator[str]:
+def split_long(text: str, max_chars: int) -> Iterator[str]:
     """`text` in consecutive pieces of at most `max_chars`, each cut after its last space or tab."""
     start = 0
     while len(text) - start > max_chars:
@@ -144,11 +144,11 @@ def read_pieces(
     for text in _decoded_chunks(path, encoding, errors):
         *lines, last = (rest + text).split("\n")
         for line in lines:
-            *pieces, tail = _split_long(line.removesuffix("\r"), max_chars)
+            *pieces, tail = split_long(line.removesuffix("\r"), max_chars)
             for piece in pieces:
                 yield piece, False
             yield tail, True
-        *pieces, rest = _split_long(last, max_chars)
+        *pieces, rest = split_long(last, max_chars)
         for piece in pieces:
             yield piece, False
     if rest:
