@@ -6,6 +6,7 @@ right: the weights after training equal those of one process on the same global 
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -46,14 +47,31 @@ def torchrun(*args: str) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", *args, "-m", "rnnlab", "train"]
 
 
-def run_all(*commands: list[str]) -> None:
-    """Start the launchers together (two nodes need each other), wait, check they succeeded."""
+def launch(commands: tuple[list[str], ...]) -> list[tuple[int | None, str]]:
+    """Start the launchers together (two nodes need each other); (exit code, output) of each."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
              for c in commands]
-    outputs = [p.communicate(timeout=300)[0] for p in procs]
-    for p, out in zip(procs, outputs):
-        assert p.returncode == 0, out[-3000:]
+    try:
+        outputs = [p.communicate(timeout=150)[0] for p in procs]
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        outputs = [p.communicate()[0] for p in procs]
+    return [(p.returncode, out) for p, out in zip(procs, outputs)]
+
+
+def run_all(*commands: list[str]) -> None:
+    """Run the launchers and check they succeeded; a failed rendezvous on this shared machine
+    (seen about once in a dozen runs) gets one fresh start, with the output folder cleared."""
+    results = launch(commands)
+    if any(code != 0 for code, _ in results):
+        for c in commands:
+            if "--resume" not in c:
+                shutil.rmtree(c[c.index("-o") + 1], ignore_errors=True)
+        results = launch(commands)
+    for code, out in results:
+        assert code == 0, out[-3000:]
 
 
 def assert_close_weights(a, b, tol=1e-6):

@@ -208,18 +208,25 @@ def uninterrupted(corpus, tmp_path_factory):
     return out
 
 
-def test_ctrl_c_saves_exits_130_and_resumes_to_the_same_weights(tmp_path, corpus, uninterrupted,
-                                                                monkeypatch, capsys):
+def signal_at_step(monkeypatch, step: int, *signals: int):
+    """Send this process `signals` during training step `step` (from its loss computation)."""
     real = train_module.sequence_loss
     calls = {"n": 0}
 
-    def ctrl_c_at_step_8(logits, targets):
+    def loss(logits, targets):
         calls["n"] += 1
-        if calls["n"] == 8:
-            os.kill(os.getpid(), signal.SIGINT)
+        if calls["n"] == step:
+            for sig in signals:
+                os.kill(os.getpid(), sig)
         return real(logits, targets)
 
-    monkeypatch.setattr(train_module, "sequence_loss", ctrl_c_at_step_8)
+    monkeypatch.setattr(train_module, "sequence_loss", loss)
+    return real
+
+
+def test_ctrl_c_saves_exits_130_and_resumes_to_the_same_weights(tmp_path, corpus, uninterrupted,
+                                                                monkeypatch, capsys):
+    real = signal_at_step(monkeypatch, 8, signal.SIGINT)
     out = tmp_path / "b"
     assert main(["train", str(corpus), *KILL_ARGS[:-1], "-o", str(out)]) == 130
     assert "interrupted" in capsys.readouterr().err
@@ -251,16 +258,7 @@ def test_kill_9_then_resume_gives_the_same_weights(tmp_path, corpus, uninterrupt
 
 
 def test_sigterm_saves_like_ctrl_c(tmp_path, corpus, uninterrupted, monkeypatch, capsys):
-    real = train_module.sequence_loss
-    calls = {"n": 0}
-
-    def sigterm_at_step_5(logits, targets):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return real(logits, targets)
-
-    monkeypatch.setattr(train_module, "sequence_loss", sigterm_at_step_5)
+    real = signal_at_step(monkeypatch, 5, signal.SIGTERM)
     out = tmp_path / "b"
     assert main(["train", str(corpus), *KILL_ARGS, "-o", str(out)]) == 130
     assert json.loads((out / "last" / "training.json").read_text())["global_step"] == 5
@@ -326,3 +324,11 @@ def test_a_device_that_is_not_there_is_one_line(tmp_path, corpus, capsys):
     err = capsys.readouterr().err
     assert "CUDA" in err and "Traceback" not in err and err.count("\n") == 1
     assert not (tmp_path / "m").exists()
+
+
+def test_sigterm_after_ctrl_c_does_not_abort_the_save(tmp_path, corpus, monkeypatch):
+    # torchrun's workers see the terminal's Ctrl-C, then the launcher's SIGTERM
+    signal_at_step(monkeypatch, 5, signal.SIGINT, signal.SIGTERM)
+    out = tmp_path / "b"
+    assert main(["train", str(corpus), *KILL_ARGS, "-o", str(out)]) == 130
+    assert json.loads((out / "last" / "training.json").read_text())["global_step"] == 5

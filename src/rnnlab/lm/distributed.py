@@ -61,7 +61,7 @@ class Group:
         return t.tolist()
 
     def gather(self, obj) -> list:
-        """Every rank's `obj` (tensors moved to the CPU first), in rank order."""
+        """Every rank's `obj`, in rank order (its tensors must be on the CPU)."""
         if self.world == 1:
             return [obj]
         out = [None] * self.world

@@ -218,7 +218,8 @@ def evaluate_batches(model: LanguageModel, batches: StreamBatches | SentenceBatc
     for item in items:
         x, y, lengths = batches.get(item)
         if batches.carries_state:
-            x, y = x[:, group.span(x.shape[1])], y[:, group.span(y.shape[1])]
+            cols = group.span(x.shape[1])
+            x, y = x[:, cols], y[:, cols]
             if x.shape[1] == 0:
                 break
         logits, state = model(x.to(device), state if batches.carries_state else None, lengths)
