@@ -71,6 +71,7 @@ class Group:
     def close(self) -> None:
         """Leave the process group if this module joined it."""
         if self.started and dist.is_initialized():
+            dist.barrier()  # tearing gloo down while a peer still talks aborts that peer
             dist.destroy_process_group()
             self.started = False
 
