@@ -54,6 +54,11 @@ def user_error(capsys, argv: list, *needles: str) -> str:
     return lines[0]
 
 
+def overwriting(path: Path) -> list:
+    """`-o PATH --overwrite`: the good file there may be replaced, but only by a success."""
+    return ["-o", path, "--overwrite"]
+
+
 @pytest.fixture
 def out(tmp_path: Path):
     """An output folder holding a good `out.bin` and `plot.png`; must be unchanged after the test."""
@@ -162,7 +167,7 @@ CORPUS_CASES = {
 
 @pytest.mark.parametrize("name", CORPUS_CASES)
 def test_bad_corpus_for_embed(capsys, data, out, name):
-    user_error(capsys, ["embed", data / name, "-o", out / "out.bin", "--quiet", "--min-count", "1"],
+    user_error(capsys, ["embed", data / name, *overwriting(out / "out.bin"), "--quiet", "--min-count", "1"],
                name, CORPUS_CASES[name])
 
 
@@ -191,7 +196,7 @@ def test_malformed_evaluation_sets(capsys, data):
 
 
 def test_invalid_utf8_names_file_line_and_offset(capsys, data, out):
-    line = user_error(capsys, ["embed", data / "latin1.txt", "-o", out / "out.bin", "--quiet"])
+    line = user_error(capsys, ["embed", data / "latin1.txt", *overwriting(out / "out.bin"), "--quiet"])
     assert str(data / "latin1.txt") in line and "byte offset 12, line 2" in line and "replace" in line
 
 
@@ -204,7 +209,7 @@ def test_errors_replace_reads_invalid_utf8(capsys, data, tmp_path):
 
 
 def test_unknown_encoding(capsys, data, out):
-    user_error(capsys, ["embed", data / "good.txt", "-o", out / "out.bin", "--encoding", "klingon"],
+    user_error(capsys, ["embed", data / "good.txt", *overwriting(out / "out.bin"), "--encoding", "klingon"],
                "klingon")
     user_error(capsys, ["train", data / "good.txt", "-o", out / "run", "--encoding", "klingon"],
                "klingon")
@@ -250,7 +255,7 @@ def test_latin1_text_trains_with_its_encoding_and_resumes(capsys, tmp_path):
 
 
 def test_empty_vocabulary_suggests_lower_min_count(capsys, data, out):
-    user_error(capsys, ["embed", data / "good.txt", "-o", out / "out.bin", "--quiet",
+    user_error(capsys, ["embed", data / "good.txt", *overwriting(out / "out.bin"), "--quiet",
                         "--min-count", "1000"], "min_count=1000", "lower")
 
 
@@ -261,11 +266,12 @@ def test_empty_vocabulary_suggests_lower_min_count(capsys, data, out):
     ("--window", "0", "window"), ("--window", "-2", "window"),
     ("--size", "0", "vector_size"), ("--size", "-3", "vector_size"),
     ("--negative", "-1", "negative"), ("--epochs", "0", "epochs"),
-    ("--min-count", "0", "min_count"), ("--threads", "0", "workers"),
+    ("--min-count", "0", "min_count"), ("--threads", "0", "--threads must be at least 1, got 0"),
     ("--max-vocab", "0", "max_vocab_size"), ("--seed", "-1", "seed"),
 ])
 def test_embed_settings_out_of_range(capsys, data, out, flag, value, needle):
-    user_error(capsys, ["embed", data / "good.txt", "-o", out / "out.bin", "--quiet", flag, value], needle)
+    user_error(capsys, ["embed", data / "good.txt", *overwriting(out / "out.bin"), "--quiet", flag, value],
+               needle)
 
 
 @pytest.mark.parametrize("flag, value, needle", [
@@ -286,7 +292,7 @@ def test_absurd_vector_size_refused_before_allocating(capsys, data, out):
     corpus = out.parent / f"{out.name}-words.txt"
     corpus.write_text(" ".join(f"w{i}" for i in range(1000)) + "\n")
     with address_space_limit():
-        user_error(capsys, ["embed", corpus, "-o", out / "out.bin", "--quiet", "--min-count", "1",
+        user_error(capsys, ["embed", corpus, *overwriting(out / "out.bin"), "--quiet", "--min-count", "1",
                             "--size", 10**9], "GiB")
 
 
@@ -297,13 +303,13 @@ def test_absurd_vector_size_refused_before_allocating(capsys, data, out):
 ])
 def test_gradflow_sizes_out_of_range(capsys, out, argv, needle):
     with address_space_limit():
-        user_error(capsys, ["gradflow", "-o", out / "plot.png", "--cells", "rnn", "--length", "20", *argv],
-                   needle)
+        user_error(capsys, ["gradflow", *overwriting(out / "plot.png"), "--cells", "rnn", "--length", "20",
+                            *argv], needle)
 
 
 def test_gradflow_hidden_of_a_billion(capsys, out):
     with address_space_limit():
-        user_error(capsys, ["gradflow", "-o", out / "plot.png", "--hidden", 10**9], "GiB")
+        user_error(capsys, ["gradflow", *overwriting(out / "plot.png"), "--hidden", 10**9], "GiB")
 
 
 def test_absurd_hidden_size_refused_before_allocating(capsys, data, out):
@@ -337,7 +343,7 @@ def test_bad_vectors_file(capsys, data, out, name):
 
 @pytest.mark.parametrize("name", ["dup.txt", "cut.bin"])
 def test_bad_vectors_leave_plot_alone(capsys, data, out, name):
-    user_error(capsys, ["vectors-plot", data / name, "the", "cat", "-o", out / "plot.png"], name)
+    user_error(capsys, ["vectors-plot", data / name, "the", "cat", *overwriting(out / "plot.png")], name)
 
 
 @pytest.mark.parametrize("argv, needle", [
@@ -350,8 +356,9 @@ def test_vector_query_options_out_of_range(capsys, data, argv, needle):
 
 def test_unknown_word_is_one_line(capsys, data, out):
     user_error(capsys, ["similar", data / "v.txt", "zebra"], "'zebra'", "not in the vocabulary")
-    user_error(capsys, ["vectors-plot", data / "v.txt", "the", "zebra", "-o", out / "plot.png"], "'zebra'")
-    user_error(capsys, ["vectors-plot", data / "v.txt", "the", "-o", out / "plot.png"], "two words")
+    user_error(capsys, ["vectors-plot", data / "v.txt", "the", "zebra", *overwriting(out / "plot.png")],
+               "'zebra'")
+    user_error(capsys, ["vectors-plot", data / "v.txt", "the", *overwriting(out / "plot.png")], "two words")
 
 
 def test_nothing_to_work_on(capsys, data, out):
@@ -486,8 +493,8 @@ W2V_CASES = {
 def test_damaged_word2vec_model(capsys, data, out, tmp_path_factory, case):
     damage, needle = W2V_CASES[case]
     model = damaged(data, tmp_path_factory.mktemp("w2v"), "w2v", damage)
-    user_error(capsys, ["embed", data / "good.txt", "-o", out / "out.bin", "--init", model, "--quiet"],
-               needle)
+    user_error(capsys, ["embed", data / "good.txt", *overwriting(out / "out.bin"), "--init", model,
+                        "--quiet"], needle)
 
 
 # -- generation ------------------------------------------------------------------------------
@@ -538,7 +545,7 @@ def test_real_processes_print_one_line_and_no_traceback(data, tmp_path):
     garbage = damaged(data, tmp_path, "lm", lambda p: (p / "model.safetensors").write_bytes(b"\0" * 9))
     cases = [
         (["train", data / "latin1.txt", "-o", tmp_path / "run", "--no-progress"], "byte offset 12"),
-        (["embed", data / "nul.txt", "-o", tmp_path / "out.bin"], "NUL byte"),
+        (["embed", data / "nul.txt", *overwriting(tmp_path / "out.bin")], "NUL byte"),
         (["similar", data / "cut.bin", "the"], "truncated"),
         (["generate", garbage], "model.safetensors"),
     ]

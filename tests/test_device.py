@@ -127,7 +127,7 @@ def test_model_commands_run_with_device_cpu(tmp_path, capsys):
 @pytest.mark.skipif(HAS_CUDA, reason="this machine has a CUDA GPU")
 @pytest.mark.parametrize("command", [
     ["evaluate", "{m}", "{m}/vocab.json"], ["score", "{m}", "the cat"], ["generate", "{m}"],
-    ["gradflow", "--model", "{m}", "-o", "{m}/g.png"], ["gradflow", "-o", "{m}/g.png"],
+    ["gradflow", "--model", "{m}", "-o", "{m}-g.png"], ["gradflow", "-o", "{m}-g.png"],
 ])
 def test_device_cuda_without_a_gpu_is_one_line_exit_2(tmp_path, capsys, command):
     saved_model(tmp_path / "m")

@@ -195,5 +195,5 @@ def test_cli_vectors_plot(tmp_path, capsys):
     args = ["vectors-plot", str(tmp_path / "v.bin"), "king", "queen", "man", "woman", "-o", str(out)]
     assert main(args) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert main(["vectors-plot", str(tmp_path / "v.bin"), "king", "-o", str(out)]) == 2
+    assert main(["vectors-plot", str(tmp_path / "v.bin"), "king", "-o", str(out), "--overwrite"]) == 2
     assert "at least two words" in capsys.readouterr().err

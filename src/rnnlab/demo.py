@@ -191,7 +191,7 @@ def run_demo(outdir: str | Path = "demo-output", quick: bool = False, seed: int 
         printed.append(line)
         say(line)
 
-    with atomic_dir(outdir) as tmp:
+    with atomic_dir(outdir, "demo") as tmp:
         corpus = prepare_corpus(tmp / "corpus", sizes["sentences"])
         log(f"== 0. corpus: {corpus['articles']} Wikipedia articles from gensim's test data; "
             f"train {corpus['train_tokens']:,} tokens ({corpus['train_sentences']:,} sentences), "

@@ -41,6 +41,7 @@ from rnnlab.cells import (
 )
 from rnnlab.errors import RnnlabError
 from rnnlab.fileio import atomic_write
+from rnnlab.outputs import plot_format
 from rnnlab.recurrent import Recurrent
 
 Model = Cell | Recurrent
@@ -407,5 +408,5 @@ def plot_gradient_flow(flows: list[tuple[str, GradientFlow]], path) -> None:
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     with atomic_write(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=110)
+        fig.savefig(fh, format=plot_format(path), dpi=110)
     plt.close(fig)

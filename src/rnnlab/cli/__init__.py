@@ -29,6 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def fail(command: str, message: str) -> int:
+    """Print the one error line (on a line of its own, below any progress bar) and return 2."""
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None:
+        for bar in list(getattr(tqdm.tqdm, "_instances", ())):
+            bar.close()
+    print(f"rnnlab {command}: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run one subcommand; user errors become one line on stderr and exit 2."""
     for stream in (sys.stdout, sys.stderr):
@@ -43,8 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except RnnlabError as e:
-        print(f"rnnlab {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return fail(args.command, str(e))
+    except OSError as e:
+        # The disk filled up or a folder vanished mid-run: the atomic writes left the last good
+        # files as they were, so one line says what failed.
+        where = f"{e.filename}: " if e.filename else ""
+        return fail(args.command, f"{where}{e.strerror or e}")
     except KeyboardInterrupt:
         print(f"rnnlab {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from rnnlab.cli._options import add_overwrite
+from rnnlab.outputs import check_output, output_lock
+
 
 def register(subparsers) -> None:
     """Add the demo subcommand."""
@@ -18,11 +21,14 @@ def register(subparsers) -> None:
     p.add_argument("--quick", action="store_true",
                    help="tiny corpus and models: a smoke test in seconds, not a result")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    add_overwrite(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from rnnlab.demo import run_demo  # torch and gensim load only when the demo runs
 
-    run_demo(args.outdir, quick=args.quick, seed=args.seed)
+    check_output(args.outdir, "demo", overwrite=args.overwrite)
+    with output_lock(args.outdir, "demo"):
+        run_demo(args.outdir, quick=args.quick, seed=args.seed)
     return 0

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
+from rnnlab.cli._options import add_overwrite, check_at_least
 from rnnlab.datasets import file_or_corpus
+from rnnlab.outputs import check_output, output_lock
 from rnnlab.text.corpus import Corpus
 from rnnlab.word2vec.formats import format_for
 from rnnlab.word2vec.train import Word2Vec
@@ -32,13 +35,24 @@ SETTINGS = [
     ("--epochs", "epochs", int, 5, "passes over the corpus"),
     ("--alpha", "alpha", float, None, "initial learning rate (default 0.025 skip-gram, 0.05 CBOW)"),
     ("--min-alpha", "min_alpha", float, 1e-4, "final learning rate"),
-    ("--threads", "workers", int, 2, "worker threads (1 with --seed gives identical vectors)"),
+    ("--threads", "workers", int, 2, "CPU threads (1 with --seed gives identical vectors)"),
     ("--seed", "seed", int, 1, "random seed"),
 ]
 
 
 def run(args: argparse.Namespace) -> None:
+    check_at_least("--threads", args.workers)
     out_format = format_for(args.output)
+    kind = "word-vectors" if out_format == "native" else "file"
+    inputs = tuple(c for c in [*args.corpus, args.init] if c is not None and Path(c).exists())
+    # Before reading the corpus: a wrong output costs seconds, not an embedding run.
+    check_output(args.output, kind, overwrite=args.overwrite, inputs=inputs)
+    with output_lock(args.output, kind):
+        train_and_save(args, out_format)
+
+
+def train_and_save(args: argparse.Namespace, out_format: str) -> None:
+    """Train (or continue) the vectors and write them in `out_format`."""
     corpus = Corpus([file_or_corpus(c) for c in args.corpus], level=args.level,
                     lower=args.lower, encoding=args.encoding, errors=args.errors)
     if args.init is not None:
@@ -98,6 +112,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--init", metavar="MODEL", default=None,
                    help="continue training this model folder with its settings (only --epochs, --alpha, "
                    "--min-alpha, --threads and --seed apply); new words seen min-count times join")
+    add_overwrite(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

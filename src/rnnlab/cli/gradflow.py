@@ -11,9 +11,11 @@ from tqdm import tqdm
 
 from rnnlab import diagnostics
 from rnnlab.cells import CELL_TYPES
+from rnnlab.cli._options import add_overwrite
 from rnnlab.device import DEVICE_HELP, resolve_device
 from rnnlab.errors import RnnlabError
 from rnnlab.fileio import atomic_write
+from rnnlab.outputs import check_output, plot_format
 
 
 def _radii(text: str) -> list[float | None]:
@@ -32,7 +34,9 @@ def register(subparsers) -> None:
                     "the Jacobian product norms (for LSTM-type cells the h and C paths), ρ(U) "
                     "and the mean gates. Prints tables and writes a PNG of log gradient norm "
                     "against distance. Exploding gradients are reported, not fatal.")
-    p.add_argument("-o", "--output", required=True, help="PNG file for the plot")
+    p.add_argument("-o", "--output", required=True,
+                   help="image file for the plot: .png, .svg or .pdf")
+    add_overwrite(p)
     p.add_argument("--cells", default=",".join(CELL_TYPES),
                    help=f"comma-separated cell types (default: all, {','.join(CELL_TYPES)})")
     p.add_argument("--length", type=int, default=100, help="sequence length T (default 100)")
@@ -101,6 +105,12 @@ def cell_flows(args: argparse.Namespace) -> list[tuple[str, diagnostics.Gradient
 
 def run(args: argparse.Namespace) -> int:
     """Measure, print the tables, write the plot (and JSON)."""
+    # Before measuring: a wrong output costs seconds, not the sweep.
+    plot_format(args.output)
+    outputs = [args.output, *([args.json] if args.json else [])]
+    inputs = (args.model,) if args.model else ()
+    for path in outputs:
+        check_output(path, overwrite=args.overwrite, inputs=inputs)
     # Matrices of a few dozen rows: extra threads only add synchronisation.
     torch.set_num_threads(1)
     flows = [model_flow(args)] if args.model else cell_flows(args)

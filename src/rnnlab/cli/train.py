@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from rnnlab.cells import CELL_TYPES
+from rnnlab.cli._options import THREADS_HELP, add_overwrite, check_at_least
 from rnnlab.cli.lm import ERROR_HANDLERS, ERRORS_HELP
 from rnnlab.device import DEVICE_HELP, PRECISIONS
 from rnnlab.errors import RnnlabError
@@ -21,7 +22,9 @@ except that the decoder is tied to the embedding: add --no-tie for the paper's e
 
 MODEL_DIR gets best/ and last/ (model folders: model.safetensors, config.json, vocab.json;
 last/ also the training state), metrics.jsonl (one JSON line per epoch, also printed) and
-curve.png. Ctrl-C saves last/ and stops; --resume continues exactly where it stopped.
+curve.png. Ctrl-C saves last/ and stops; --resume continues exactly where it stopped. An
+existing MODEL_DIR needs --resume (continue) or --overwrite (start again); while a run
+trains, its folder is locked against a second run.
 
 examples:
   rnnlab train ptb.train.txt --valid ptb.valid.txt --test ptb.test.txt -o ptb-small
@@ -71,6 +74,10 @@ def register(subparsers) -> None:
                    help="folder for checkpoints, metrics and the curve")
     p.add_argument("--resume", action="store_true", default=False,
                    help="continue the run in MODEL_DIR from MODEL_DIR/last")
+    add_overwrite(p)
+    p.add_argument("--allow-changed-data", action="store_true", default=False,
+                   help="with --resume: go on although a text file changed since the run began "
+                        "(refused by default: the run would silently continue on other text)")
 
     g = p.add_argument_group("data")
     g.add_argument("--valid", metavar="FILE", help="validation text (model selection, schedule)")
@@ -139,7 +146,9 @@ def register(subparsers) -> None:
                    help="stop after this many epochs without a better validation loss (off)")
     g.add_argument("--max-bad-steps", type=int,
                    help=f"non-finite steps in a row before giving up ({D.max_bad_steps})")
-    g.add_argument("--max-steps", type=int, help="stop after this many steps (checkpointed)")
+    g.add_argument("--max-steps", type=int,
+                   help="stop when the run has taken this many steps in all, resumed parts "
+                        "included (checkpointed)")
     g.add_argument("--max-minutes", type=float, help="stop after this much time (checkpointed)")
     g.add_argument("--seed", type=int, help=f"({D.seed})")
     g.add_argument("--checkpoint-every", type=checkpoint_every, metavar="N|Mm",
@@ -149,7 +158,7 @@ def register(subparsers) -> None:
     g.add_argument("--precision", choices=PRECISIONS,
                    help="bf16: autocast the forward pass to bfloat16 (CUDA; works but is slow on "
                         "CPU); the loss and the weights stay float32 (fp32)")
-    g.add_argument("--threads", type=int, help="torch CPU threads (torch's default)")
+    g.add_argument("--threads", type=int, help=f"{THREADS_HELP} (torch's default)")
     g.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar")
     g.add_argument("--quiet", action="store_true", help="no metrics lines or notes")
@@ -159,7 +168,13 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train, print a summary line; exit 130 after Ctrl-C (checkpoint saved)."""
     from rnnlab.lm.train import train_language_model
+    from rnnlab.outputs import check_output, is_main_process
 
+    for name in ("threads", "max_steps"):
+        check_at_least("--" + name.replace("_", "-"), getattr(args, name, None))
+    # Before any download or reading: a wrong output costs seconds, not a training run.
+    if is_main_process():
+        check_output(args.output, "training-run", overwrite=args.overwrite, resume=args.resume)
     corpus = getattr(args, "corpus", None)
     if corpus:
         from rnnlab.datasets import corpus_files
@@ -172,13 +187,16 @@ def run(args: argparse.Namespace) -> int:
             if split in files and getattr(args, split, None) is None:
                 setattr(args, split, str(files[split]))
     settings = {k: v for k, v in vars(args).items()
-                if k not in ("command", "func", "train", "output", "resume", "corpus", "data_dir")}
+                if k not in ("command", "func", "train", "output", "resume", "corpus", "data_dir",
+                             "overwrite", "allow_changed_data")}
     if settings.get("init_range") == 0:
         settings["init_range"] = None
     if "checkpoint_every" in settings:
         unit, amount = settings.pop("checkpoint_every")
         settings["checkpoint_minutes" if unit == "minutes" else "checkpoint_every"] = amount
-    result = train_language_model(args.train, args.output, resume=args.resume, **settings)
+    result = train_language_model(args.train, args.output, resume=args.resume,
+                                  overwrite=args.overwrite,
+                                  allow_changed_data=args.allow_changed_data, **settings)
     if not result.settings.quiet:
         best = ("" if result.best_valid_loss is None else
                 f", best valid loss {result.best_valid_loss:.4f} (epoch {result.best_epoch})")

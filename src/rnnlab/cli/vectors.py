@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rnnlab.cli._options import add_overwrite
 from rnnlab.errors import RnnlabError
+from rnnlab.outputs import check_output, plot_format
 from rnnlab.text.width import display_width, pad
 from rnnlab.word2vec.evaluate import evaluate_analogies, evaluate_similarity, plot_word_map
 from rnnlab.word2vec.vectors import WordVectors
@@ -78,6 +80,8 @@ def run_eval(args: argparse.Namespace) -> None:
 
 
 def run_plot(args: argparse.Namespace) -> None:
+    plot_format(args.output)
+    check_output(args.output, overwrite=args.overwrite, inputs=(args.vectors,))
     wv = _load(args)
     plot_word_map(wv, args.words, args.output, title=args.title)
     print(f"wrote {args.output}")
@@ -133,12 +137,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "vectors-plot",
-        help="2-D PCA map of chosen words (PNG)",
+        help="2-D PCA map of chosen words (PNG, SVG or PDF)",
         description="Project the vectors of WORDS onto their first two principal axes and save "
         "the picture, e.g. king queen man woman." + CPU_ONLY,
     )
     _add_vectors_args(p)
     p.add_argument("words", metavar="WORD", nargs="+")
-    p.add_argument("-o", "--output", required=True, help="PNG file to write")
+    p.add_argument("-o", "--output", required=True,
+                   help="image file to write: .png, .svg or .pdf")
+    add_overwrite(p)
     p.add_argument("--title", default=None, help="plot title")
     p.set_defaults(func=run_plot)

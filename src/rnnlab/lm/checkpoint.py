@@ -36,7 +36,7 @@ def save_model(
 ) -> Path:
     """Write a model folder atomically; `training` = {"state", "tensors", "optimizer"} adds resume data."""
     meta = {"format": FORMAT, "version": VERSION, **config, "model": model.config, **(extra or {})}
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path, "language-model") as tmp:
         # save_model (not save_file) stores tied weights once.
         st_save_model(model, str(tmp / "model.safetensors"))
         (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

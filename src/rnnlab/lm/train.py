@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import shutil
 import signal
 import sys
 import time
@@ -37,7 +38,7 @@ from tqdm import tqdm
 
 from rnnlab.device import PRECISIONS, autocast, resolve_device
 from rnnlab.errors import RnnlabError
-from rnnlab.fileio import atomic_write
+from rnnlab.fileio import atomic_write, file_fingerprint
 from rnnlab.lm import checkpoint, distributed
 from rnnlab.lm.data import (
     IGNORE,
@@ -51,6 +52,7 @@ from rnnlab.lm.data import (
     tokenize_lines,
 )
 from rnnlab.lm.model import LanguageModel
+from rnnlab.outputs import check_output, is_main_process, output_lock
 from rnnlab.recurrent import detach_state
 from rnnlab.text.vocab import Vocabulary
 
@@ -133,6 +135,9 @@ class TrainSettings:
         if min(self.epochs, self.checkpoint_every, self.checkpoint_minutes, self.clip) < 0:
             raise RnnlabError("epochs, checkpoint_every, checkpoint_minutes and clip must not be "
                               "negative")
+        for name in ("max_steps", "threads"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise RnnlabError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.lr is not None and not self.lr > 0:
             raise RnnlabError(f"lr must be positive, got {self.lr}")
         if self.split is not None:
@@ -234,31 +239,77 @@ def train_language_model(
     train: str | Path | None = None,
     output_dir: str | Path | None = None,
     resume: bool = False,
+    overwrite: bool = False,
+    allow_changed_data: bool = False,
     **settings,
 ) -> TrainResult:
     """Train a language model on the text file `train`; see TrainSettings for every setting.
 
     With `output_dir`, writes `best/` and `last/` model folders, `metrics.jsonl` and
-    `curve.png`; `resume=True` continues from `output_dir/last` (train may then be omitted).
+    `curve.png`; `resume=True` continues from `output_dir/last` (train may then be omitted) and
+    refuses training files that changed since unless `allow_changed_data`; `overwrite=True`
+    starts an earlier run in `output_dir` again. The folder is locked while training.
     Example: `train_language_model("ptb.train.txt", "ptb-small", valid="ptb.valid.txt")`.
     """
     unknown = set(settings) - {f.name for f in dataclasses.fields(TrainSettings)}
     if unknown:
         raise RnnlabError(f"unknown training settings: {', '.join(sorted(unknown))}")
-    saved = None
-    if resume:
-        if output_dir is None:
+    if output_dir is None:
+        if resume:
             raise RnnlabError("resume needs the output folder of the earlier run")
-        saved = checkpoint.load_training(Path(output_dir) / "last")
+        return _train(train, None, None, settings, allow_changed_data)
+    out = Path(output_dir).resolve()
+    if not is_main_process():  # under torchrun rank 0 alone checks, locks and writes
+        saved = checkpoint.load_training(out / "last") if resume else None
+        return _train(train, out, saved, settings, allow_changed_data)
+    inputs = [p for p in (train, *(settings.get(k) for k in ("valid", "test", "vectors"))) if p]
+    check_output(output_dir, "training-run", overwrite=overwrite, resume=resume,
+                 inputs=tuple(inputs))
+    with output_lock(out, "training-run"):
+        if overwrite and not resume:
+            clear_run(out)
+        saved = checkpoint.load_training(out / "last") if resume else None
+        return _train(train, out, saved, settings, allow_changed_data)
+
+
+def clear_run(out: Path) -> None:
+    """Remove what an earlier run wrote in `out` (only rnnlab's own entries), to start again."""
+    for name in ("best", "last", "metrics.jsonl", "curve.png"):
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def _train(train, out: Path | None, saved, settings: dict, allow_changed_data: bool) -> TrainResult:
+    if saved is not None:
         train, s = _resumed_settings(saved[0], train, settings)
+        check_same_data(saved[0], s, train, allow_changed_data)
     else:
         if train is None:
             raise RnnlabError("no training file given")
-        if output_dir is not None and (Path(output_dir) / "last" / "training.json").exists():
-            raise RnnlabError(f"{output_dir} already holds a training run; resume it or "
-                              f"choose another folder")
         s = TrainSettings(**settings)
-    return Trainer(Path(train), s, output_dir, saved).run()
+    return Trainer(Path(train), s, out, saved).run()
+
+
+def data_files(s: TrainSettings, train: str | Path) -> dict[str, str]:
+    """The text files a run reads, by role."""
+    files = {"train": str(Path(train).resolve())}
+    files.update({k: getattr(s, k) for k in ("valid", "test") if getattr(s, k)})
+    return files
+
+
+def check_same_data(state: dict, s: TrainSettings, train, allow_changed: bool) -> None:
+    """Refuse to resume on text files that changed since the run started (size or SHA-256)."""
+    recorded = state.get("data") or {}
+    for role, path in data_files(s, train).items():
+        if role not in recorded or not Path(path).is_file():
+            continue
+        if file_fingerprint(path) != recorded[role] and not allow_changed:
+            raise RnnlabError(f"{path}: the {role} text changed since this run started "
+                              f"(size or SHA-256 differ); pass --allow-changed-data to go on "
+                              f"with the new text")
 
 
 def _resumed_settings(state: dict, train, overrides: dict) -> tuple[str, TrainSettings]:
@@ -269,6 +320,9 @@ def _resumed_settings(state: dict, train, overrides: dict) -> tuple[str, TrainSe
         if key not in RUNTIME_KEYS and value != saved.get(key) and not (
                 key == "split" and value is not None and list(value) == saved.get(key)):
             raise RnnlabError(f"cannot change {key!r} when resuming (was {saved.get(key)!r})")
+    # The stopping limits belong to the command that set them: a resumed run that stopped at
+    # max_steps goes on unless it is given a (higher) limit again.
+    saved.update(max_steps=None, max_minutes=None)
     saved.update({k: v for k, v in overrides.items() if k in RUNTIME_KEYS})
     return state["train"], TrainSettings(**saved)
 
@@ -322,6 +376,9 @@ class Trainer:
             raise RnnlabError(f"{self.train_path}: no training text")
         self.valid_data = batches(valid_lines, s.eval_batch_size)
         self.test_data = batches(test_lines, s.eval_batch_size)
+        # Recorded in `last`, so that a resume can tell whether the text changed under it.
+        self.fingerprints = {role: file_fingerprint(path)
+                             for role, path in data_files(s, self.train_path).items()}
 
     def build_model(self) -> None:
         s = self.s
@@ -422,7 +479,7 @@ class Trainer:
                  "bad_epochs": self.bad_epochs, "history": self.history,
                  "skipped": self.skipped, "epoch_loss": self.epoch_loss,
                  "epoch_tokens": self.epoch_tokens, "coverage": self.coverage,
-                 "world": self.group.world}
+                 "world": self.group.world, "data": self.fingerprints}
         tensors = {}
         for rank, got in enumerate(ranks):
             suffix = f".{rank}" if rank else ""
@@ -565,6 +622,10 @@ class Trainer:
 
     def train_epochs(self) -> str:
         s = self.s
+        if s.max_steps is not None and self.global_step >= s.max_steps:
+            self.log(f"already at step {self.global_step}, max_steps is {s.max_steps}: "
+                     f"nothing to train")
+            return "max-steps"
         while self.epoch <= s.epochs:
             self.lr = self.lr_for_epoch(self.epoch)
             for param_group in self.optimizer.param_groups:
@@ -595,12 +656,13 @@ class Trainer:
                         s.checkpoint_minutes > 0 and now - self.saved_at > 60 * s.checkpoint_minutes,
                     ], self.device)
                     self.interrupted, out_of_time, due = (v > 0 for v in flags)
-                    if self.interrupted or self.global_step == s.max_steps or out_of_time:
+                    at_max = s.max_steps is not None and self.global_step >= s.max_steps
+                    if self.interrupted or at_max or out_of_time:
                         self.save_last()
                         if self.interrupted:
                             return "interrupted"
                         self.save_partial_best()
-                        return "max-steps" if self.global_step == s.max_steps else "time-limit"
+                        return "max-steps" if at_max else "time-limit"
                     if due or (s.checkpoint_every and self.global_step % s.checkpoint_every == 0):
                         self.save_last()
             self.end_epoch(time.perf_counter() - start, tokens)

@@ -22,6 +22,7 @@ import numpy as np
 
 from rnnlab.errors import RnnlabError
 from rnnlab.fileio import atomic_write
+from rnnlab.outputs import plot_format
 from rnnlab.text.corpus import read_lines
 from rnnlab.word2vec.vectors import WordVectors, unit_rows
 
@@ -236,7 +237,7 @@ def evaluate_similarity(
 def plot_word_map(
     wv: WordVectors, words: Sequence[str], path: str | os.PathLike, title: str | None = None
 ) -> None:
-    """Save a PNG of `words` on the first two principal axes of their vectors (Agg backend)."""
+    """Save a picture (png, svg or pdf, by the name) of `words` on the first two principal axes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -254,5 +255,5 @@ def plot_word_map(
     ax.axvline(0, color="0.85", lw=0.8, zorder=0)
     fig.tight_layout()
     with atomic_write(Path(path), "wb") as f:
-        fig.savefig(f, format="png", dpi=120)
+        fig.savefig(f, format=plot_format(path), dpi=120)
     plt.close(fig)

@@ -306,7 +306,10 @@ def drop_non_finite(
 
 
 def format_for(path: str | os.PathLike) -> str:
-    """The format `save` picks from a name: .bin binary, .txt/.vec text, no suffix a folder."""
+    """The format `save` picks from a name: .bin binary, .txt/.vec text, no suffix (or a
+    trailing slash) a folder."""
+    if str(path).endswith(("/", os.sep)):
+        return "native"
     suffix = Path(Path(path).name.removesuffix(".gz")).suffix
     if suffix == ".bin":
         return "word2vec-binary"
@@ -383,7 +386,7 @@ def write_native(
 ) -> None:
     """A native folder: `vectors.safetensors` with "input" and `vocab.json` (counts 0 if None)."""
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path, "word-vectors") as tmp:
         (tmp / NATIVE_VECTORS).write_bytes(safetensors.numpy.save({"input": matrix}))
         Vocabulary(words, counts, specials=()).save(tmp / NATIVE_VOCAB)
 

@@ -330,7 +330,7 @@ class Word2Vec:
             tensors["output_hs" if self.negative else "output"] = self.w_hs
         config = {"format": FORMAT, "version": VERSION, "settings": self.settings(),
                   "epochs_trained": self.epochs_trained, "loss_history": self.loss_history}
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path, "word-vectors") as tmp:
             (tmp / NATIVE_VECTORS).write_bytes(safetensors.numpy.save(tensors))
             self.vocab.save(tmp / NATIVE_VOCAB)
             with atomic_write(tmp / CONFIG) as f:
