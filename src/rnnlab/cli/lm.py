@@ -88,7 +88,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed: same seed, same text")
     p.add_argument("--beam", type=int, default=0,
                    help="beam search with B hypotheses: the most probable continuation "
-                        "(temperature, top-k and top-p do not apply)")
+                        "(temperature, top-k and top-p do not apply); default 0: sample")
     p.add_argument("--stop-at-eos", action="store_true", help="stop at the end-of-sentence token")
     p.add_argument("--no-unk", action="store_true", help="never generate the <unk> token")
     add_device_option(p)
