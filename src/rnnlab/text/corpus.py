@@ -79,7 +79,7 @@ def _lookup_codec(encoding: str, errors: str) -> codecs.CodecInfo:
     try:
         codecs.lookup_error(errors)
     except LookupError:
-        raise RnnlabError(f"unknown encoding error handler {errors!r} (try 'replace')") from None
+        raise RnnlabError(f"unknown encoding error handler {errors!r} (try --errors replace)") from None
     return codec
 
 
@@ -108,7 +108,7 @@ def _decoded_chunks(path: PathLike, encoding: str, errors: str) -> Iterator[str]
                 where += f", line {line}"
             raise RnnlabError(
                 f"{path}: invalid {codec.name} at {where} ({e.reason}); "
-                "use errors='replace' to read it anyway"
+                "use --errors replace to read it anyway"
             ) from None
         if offset == 0 and text.startswith("\ufeff"):
             text = text[1:]
