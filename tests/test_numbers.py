@@ -8,11 +8,17 @@ the files it was given are byte for byte what they were.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
 from rnnlab.cli import main
+from rnnlab.errors import RnnlabError
 
 GOOD_TEXT = "the cat sat on the mat\nthe dog sat on the log\n" * 20
 
@@ -59,3 +65,116 @@ def test_encoding_errors_name_the_errors_flag(capsys, tmp_path):
                    "byte offset 12", "use --errors replace to read it anyway")
         user_error(capsys, ["embed", tmp_path / "latin1.txt", "-o", tmp_path / "v.bin", "--quiet",
                             "--errors", "whatever"], "'whatever'", "(try --errors replace)")
+
+
+# -- weights that overflow, or are not floating point ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory) -> Path:
+    """A small word-level stream model (tied weights) and a text to evaluate."""
+    from rnnlab.lm.checkpoint import save_model
+    from rnnlab.lm.model import LanguageModel
+    from rnnlab.text.vocab import Vocabulary
+
+    d = tmp_path_factory.mktemp("lm")
+    vocab = Vocabulary(["<unk>", "</s>", "the", "cat", "sat", "on", "mat"], specials=("<unk>", "</s>"))
+    torch.manual_seed(0)
+    save_model(d / "lm", LanguageModel(len(vocab), 8, 8, 1), vocab,
+               {"level": "word", "mode": "stream", "lower": False})
+    (d / "text.txt").write_text(GOOD_TEXT)
+    return d
+
+
+def with_tensors(lm: Path, tmp_path: Path, change) -> Path:
+    """A copy of the model whose weights are `change(tensors)`, a dict of name to tensor."""
+    copy = tmp_path / "model"
+    shutil.copytree(lm / "lm", copy)
+    save_file(change(load_file(copy / "model.safetensors")), copy / "model.safetensors")
+    return copy
+
+
+def with_tensor(lm: Path, tmp_path: Path, name: str, change) -> Path:
+    """A copy of the model whose tensor `name` is `change(tensor)`."""
+    return with_tensors(lm, tmp_path, lambda tensors: {**tensors, name: change(tensors[name])})
+
+
+def use_model(model: Path, text: Path) -> list[list]:
+    """Every command that reads a language model: score, evaluate, generate by sampling and beam."""
+    return [["score", model, "the cat"], ["evaluate", model, text],
+            ["generate", model, "--length", "3", "--seed", "1"],
+            ["generate", model, "--length", "3", "--beam", "2"]]
+
+
+@pytest.mark.parametrize("name, value, needle", [
+    ("rnn.cells.0.W", float("nan"), "NaN or infinite"),
+    ("decoder.bias", float("inf"), "NaN or infinite"),
+    ("decoder.weight", 1e30, "up to 1e+30"),
+])
+def test_overflowing_weights_refused_at_load(capsys, lm, tmp_path, name, value, needle):
+    model = with_tensor(lm, tmp_path, name, lambda t: torch.full_like(t, value))
+    with kept(tmp_path):
+        for argv in use_model(model, lm / "text.txt"):
+            user_error(capsys, argv, f"tensor {name!r}", needle, "weights overflow")
+
+
+def test_all_weights_1e30_as_a_diverged_training_leaves_them(capsys, lm, tmp_path):
+    model = with_tensors(lm, tmp_path, lambda ts: {k: torch.full_like(v, 1e30) for k, v in ts.items()})
+    with kept(tmp_path):
+        for argv in use_model(model, lm / "text.txt"):
+            user_error(capsys, argv, "model.safetensors", "weights overflow")
+    run = run_cli("generate", model, "--length", "3")
+    assert run.returncode == 2 and run.stdout == "", run
+    assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr, run.stderr
+
+
+def test_outputs_that_overflow_are_refused_in_the_forward_pass(capsys, lm, tmp_path):
+    # Weights below the load-time bound, but logits 2e19 apart: P(cat) = e^-2e19.
+    model = with_tensor(lm, tmp_path, "decoder.bias",
+                        lambda t: torch.tensor([0, 0, 1e19, -1e19, 0, 0, 0]).float())
+    with kept(tmp_path):
+        user_error(capsys, ["score", model, "the cat"], "outputs overflow", "nats per token")
+        user_error(capsys, ["evaluate", model, lm / "text.txt"], "outputs overflow")
+
+
+def test_non_finite_outputs_never_index_out_of_range(lm):
+    from rnnlab.lm.checkpoint import load_model
+    from rnnlab.lm.generate import generate, sample_token
+    from rnnlab.lm.score import evaluate, score_sentence
+
+    model, vocab, config = load_model(lm / "lm")
+    with torch.no_grad():
+        model.decoder.bias[3] = float("nan")
+    for call in (lambda: score_sentence(model, vocab, config, "the cat"),
+                 lambda: evaluate(model, vocab, config, lm / "text.txt"),
+                 lambda: generate(model, vocab, config, "the", 3, seed=1),
+                 lambda: generate(model, vocab, config, "the", 3, beam=2)):
+        with pytest.raises(RnnlabError, match="not finite"):
+            call()
+    # Finite after the prime, NaN one step later: sampling and beam search stop cleanly.
+    model, vocab, config = load_model(lm / "lm")
+    step = model.step
+    model.step = lambda token, state: (torch.full_like(step(token, state)[0], float("nan")), state)
+    for beam in (0, 2):
+        with pytest.raises(RnnlabError, match="not finite"):
+            list(generate(model, vocab, config, "the", 5, seed=1, beam=beam, top_p=0.9))
+    generator = torch.Generator().manual_seed(0)
+    with pytest.raises(RnnlabError, match="not finite"):
+        sample_token(torch.tensor([0.0, float("inf"), 1.0]), generator, top_k=2)
+    # A tiny temperature is the most probable token, not an overflow.
+    assert sample_token(torch.tensor([1.0, 2.0, 0.5]), generator, temperature=1e-40) == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.float64, torch.bool])
+def test_non_float_tensor_refused_at_load(capsys, lm, tmp_path, dtype):
+    model = with_tensor(lm, tmp_path, "decoder.bias", lambda t: t.round().to(dtype))
+    stored = {torch.int64: "I64", torch.int32: "I32", torch.float64: "F64", torch.bool: "BOOL"}[dtype]
+    with kept(tmp_path):
+        user_error(capsys, ["score", model, "the cat"], "'decoder.bias'", f"stored as {stored}")
+        user_error(capsys, ["evaluate", model, lm / "text.txt"], "'decoder.bias'", stored)
+
+
+def test_half_precision_weights_still_load(capsys, lm, tmp_path):
+    model = with_tensor(lm, tmp_path, "decoder.weight", lambda t: t.to(torch.bfloat16))
+    assert main(["score", str(model), "the cat"]) == 0
+    assert "perplexity" in capsys.readouterr().out

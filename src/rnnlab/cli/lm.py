@@ -151,12 +151,13 @@ def run_generate(args: argparse.Namespace) -> int:
     words = config["level"] != "char"
     # jieba's words were cut out of unspaced text, so they join without spaces again
     space = "" if config["level"] == "jieba" else " "
+    # Reads the prime at once: a model that cannot continue it fails before any output.
+    tokens = generate(model, vocab, config, args.prime, args.length, args.temperature,
+                      args.top_k, args.top_p, args.seed, args.beam, args.stop_at_eos, args.no_unk)
     out = sys.stdout
     out.write(args.prime)
     at_line_start = not args.prime or args.prime.endswith("\n")
-    for token in generate(model, vocab, config, args.prime, args.length, args.temperature,
-                          args.top_k, args.top_p, args.seed, args.beam, args.stop_at_eos,
-                          args.no_unk):
+    for token in tokens:
         if words and token == "</s>":
             token, at_line_start = "\n", True
         elif words:

@@ -15,6 +15,7 @@ log-probabilities are summed in float64 (on the CPU for MPS, which has no float6
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,27 @@ from rnnlab.lm.data import IGNORE, encode_text, pad_sentences, read_text, tokeni
 from rnnlab.text.tokenize import get_tokenizer
 from rnnlab.text.vocab import BOS, EOS
 from rnnlab.text.width import display_width, pad
+
+# exp() of a larger loss overflows; no model with sane weights comes near e^-709 per token.
+MAX_LOSS = math.log(sys.float_info.max)
+
+
+NOT_FINITE = "the model's outputs are not finite (NaN or infinite logits): its weights overflow"
+
+
+def check_logits(logits: torch.Tensor) -> None:
+    """Raise RnnlabError when the model's logits hold NaN or infinite values."""
+    if not bool(torch.isfinite(logits).all()):
+        raise RnnlabError(NOT_FINITE)
+
+
+def check_loss(loss: float) -> None:
+    """Raise RnnlabError when a mean loss (nats per token) is NaN, infinite or past MAX_LOSS."""
+    if not math.isfinite(loss):
+        raise RnnlabError(NOT_FINITE)
+    if loss > MAX_LOSS:
+        raise RnnlabError(f"the model's outputs overflow (a loss of {loss:.3g} nats per token): "
+                          f"its weights are far too large")
 
 
 def model_device(model) -> torch.device:
@@ -104,6 +126,7 @@ def score_sentence(model, vocab, config: dict, text: str, eos: bool = True) -> S
         # One sentence's logits are small: the table is read on the CPU.
         logp = torch.log_softmax(logits[:, 0].cpu().double(), -1)
         chosen = logp[torch.arange(len(ids)), torch.tensor(ids)].tolist()
+    check_loss(-sum(chosen) / len(ids))
     return SentenceScore(text, [TokenScore(t, vocab.itos[i], i, math.exp(lp), lp)
                                 for t, i, lp in zip(tokens, ids, chosen)])
 
@@ -161,6 +184,7 @@ def evaluate_ids(model, vocab, config: dict, encoded, batch: int = 16, bptt: int
     if count == 0:
         raise RnnlabError("nothing to evaluate: the text has no tokens")
     loss = total / count
+    check_loss(loss)
     return {"tokens": count, "loss": loss, "ppl": math.exp(loss), "bits": loss / math.log(2),
             "level": config["level"]}
 
