@@ -178,3 +178,25 @@ def test_half_precision_weights_still_load(capsys, lm, tmp_path):
     model = with_tensor(lm, tmp_path, "decoder.weight", lambda t: t.to(torch.bfloat16))
     assert main(["score", str(model), "the cat"]) == 0
     assert "perplexity" in capsys.readouterr().out
+
+
+# -- a vocabulary of nothing but specials ----------------------------------------------------
+
+
+TINY_TRAIN = ["--no-progress", "--quiet", "--epochs", "1", "--layers", "1", "--hidden-size", "4",
+              "--batch-size", "1", "--bptt", "3", "--threads", "1"]
+
+
+def test_min_count_above_every_word_is_refused_before_training(capsys, tmp_path):
+    (tmp_path / "t.txt").write_text(GOOD_TEXT)  # 7 words; "the" 80 times, "cat" 20 times
+    needles = ("min_count=1000", "7 distinct tokens", "at most 80 times", "--min-count 20")
+    with kept(tmp_path):
+        user_error(capsys, ["train", tmp_path / "t.txt", "-o", tmp_path / "run", "--min-count",
+                            "1000", *TINY_TRAIN], *needles)
+        user_error(capsys, ["embed", tmp_path / "t.txt", "-o", tmp_path / "v.bin", "--quiet",
+                            "--min-count", "1000"], *needles)
+        user_error(capsys, ["train", tmp_path / "t.txt", "-o", tmp_path / "run", "--level", "char",
+                            "--min-count", "1000", *TINY_TRAIN], "14 distinct tokens", "at most 200")
+    # The suggestion works.
+    assert main(["train", str(tmp_path / "t.txt"), "-o", str(tmp_path / "run"), "--min-count",
+                 "20", "--max-steps", "1", *TINY_TRAIN]) == 0
