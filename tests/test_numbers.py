@@ -8,6 +8,7 @@ the files it was given are byte for byte what they were.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import subprocess
 import sys
@@ -200,3 +201,25 @@ def test_min_count_above_every_word_is_refused_before_training(capsys, tmp_path)
     # The suggestion works.
     assert main(["train", str(tmp_path / "t.txt"), "-o", str(tmp_path / "run"), "--min-count",
                  "20", "--max-steps", "1", *TINY_TRAIN]) == 0
+
+
+# -- a token longer than a reading piece -----------------------------------------------------
+
+
+def test_a_token_longer_than_a_piece_stays_one_token(capsys, tmp_path):
+    token = "q" * 200_000  # three pieces' worth of reading, without a space
+    (tmp_path / "t.txt").write_text(f"the cat sat\n{token}\nthe {token} sat\n" + GOOD_TEXT)
+    assert main(["train", str(tmp_path / "t.txt"), "-o", str(tmp_path / "run"), "--max-steps",
+                 "1", *TINY_TRAIN]) == 0
+    tokens = json.loads((tmp_path / "run" / "best" / "vocab.json").read_text())["tokens"]
+    assert [len(t) for t in tokens if "q" in t] == [len(token)]
+    assert main(["embed", str(tmp_path / "t.txt"), "-o", str(tmp_path / "v.txt"), "--quiet",
+                 "--min-count", "1", "--size", "4", "--epochs", "1", "--threads", "1"]) == 0
+    words = [line.split(" ", 1)[0] for line in (tmp_path / "v.txt").read_text().splitlines()[1:]]
+    assert [len(w) for w in words if "q" in w] == [len(token)]
+    # Characters may still be cut anywhere: the long line is all there, once.
+    assert main(["train", str(tmp_path / "t.txt"), "-o", str(tmp_path / "chars"), "--level",
+                 "char", "--max-steps", "1", *TINY_TRAIN]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "chars"), str(tmp_path / "t.txt")]) == 0
+    assert f"{len((tmp_path / 't.txt').read_text()):,} tokens" in capsys.readouterr().out

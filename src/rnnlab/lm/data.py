@@ -20,7 +20,7 @@ from torch import Tensor
 
 from rnnlab.errors import RnnlabError
 from rnnlab.text.corpus import MAX_PIECE_CHARS, read_whole_lines, split_long
-from rnnlab.text.tokenize import LEVELS, get_tokenizer
+from rnnlab.text.tokenize import LEVELS, UNSPACED_LEVELS, get_tokenizer
 from rnnlab.text.vocab import BOS, EOS, UNK, Vocabulary
 
 MODES = ("stream", "sentence")
@@ -58,8 +58,9 @@ def tokenize_lines(
             continue
         # A stream line is tokenized in pieces cut at spaces (text8 is one 100 MB line), so no
         # list of all its tokens is ever built; only its last piece carries the end marker.
+        # A token longer than a piece stays whole.
         tokens, any_tokens = [], False
-        for piece in split_long(line, MAX_PIECE_CHARS):
+        for piece in split_long(line, MAX_PIECE_CHARS, level in UNSPACED_LEVELS):
             if tokens:
                 yield tokens
             tokens = tokenize(piece)
