@@ -223,3 +223,34 @@ def test_a_token_longer_than_a_piece_stays_one_token(capsys, tmp_path):
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "chars"), str(tmp_path / "t.txt")]) == 0
     assert f"{len((tmp_path / 't.txt').read_text()):,} tokens" in capsys.readouterr().out
+
+
+# -- tokens the model has never seen ---------------------------------------------------------
+
+
+def test_score_marks_and_counts_unknown_tokens(capsys, lm):
+    # A lowercase model and capitalised words: perplexity looks fine, every word is <unk>.
+    with kept(lm):
+        assert main(["score", str(lm / "lm"), "The Cat"]) == 0
+        out, err = capsys.readouterr()
+        assert err == "warning: 2 of 3 tokens are not in the vocabulary and were scored as <unk>\n"
+        rows = out.splitlines()[2:5]
+        assert [row.split()[1:3] for row in rows[:2]] == [["The", "<unk>*"], ["Cat", "<unk>*"]]
+        assert "<unk>" not in rows[2] and "2 not in the vocabulary" in out.splitlines()[-1]
+        # A literal <unk> is a token of the vocabulary: not counted, no warning.
+        assert main(["score", str(lm / "lm"), "the <unk> cat"]) == 0
+        out, err = capsys.readouterr()
+        assert err == "" and "*" not in out and "not in the vocabulary" not in out
+
+
+def test_evaluate_reports_the_share_of_unknown_tokens(capsys, lm, tmp_path):
+    from rnnlab.lm.checkpoint import load_model
+    from rnnlab.lm.score import evaluate
+
+    (tmp_path / "caps.txt").write_text("The Cat sat\nthe <unk> mat\n")
+    with kept(tmp_path), kept(lm):
+        assert main(["evaluate", str(lm / "lm"), str(tmp_path / "caps.txt")]) == 0
+        assert "out of vocabulary: 2 of 8 tokens (25.00 %), scored as <unk>" in capsys.readouterr().out
+    model, vocab, config = load_model(lm / "lm")
+    result = evaluate(model, vocab, config, tmp_path / "caps.txt", batch=1)
+    assert (result["tokens"], result["oov"], result["oov_rate"]) == (8, 2, 0.25)

@@ -107,6 +107,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     r = evaluate(model, vocab, config, args.file, batch=args.batch, encoding=args.encoding,
                  errors=args.errors)
     print(f"{args.file}: {r['tokens']:,} tokens")
+    print(f"out of vocabulary: {r['oov']:,} of {r['tokens']:,} tokens "
+          f"({100 * r['oov_rate']:.2f} %), scored as <unk>")
     if config["level"] == "char":
         print(f"{r['loss']:.4f} nats/char, {r['bits']:.4f} bits/char (perplexity {r['ppl']:.3f})")
     else:
@@ -123,7 +125,7 @@ def run_score(args: argparse.Namespace) -> int:
     model, vocab, config = load(args.model, args.device)
     lines = [args.sentence] if args.file is None else [
         s for s in read_lines(args.file, args.encoding, args.errors) if s.strip()]
-    total, count = 0.0, 0
+    total, count, oov = 0.0, 0, 0
     for k, line in enumerate(lines):
         result = score_sentence(model, vocab, config, line, eos=not args.no_eos)
         if len(lines) > 1:
@@ -131,9 +133,14 @@ def run_score(args: argparse.Namespace) -> int:
         print(format_table(result))
         total += result.logprob
         count += len(result.rows)
+        oov += result.oov
     if len(lines) > 1:
         print(f"\nall {len(lines)} sentences: total log P = {total:.3f} nats over {count} tokens; "
               f"perplexity {math.exp(-total / count):.2f}")
+    if oov:
+        # A text of unknown words can look well predicted: its perplexity is <unk>'s.
+        print(f"warning: {oov} of {count} tokens are not in the vocabulary and were scored "
+              f"as <unk>", file=sys.stderr)
     return 0
 
 

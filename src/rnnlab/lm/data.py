@@ -85,7 +85,13 @@ def encode_text(
     lower: bool = False,
 ) -> list[int] | list[list[int]]:
     """Token ids: one flat list in stream mode, one list per sentence in sentence mode."""
-    token_lines = tokenize_lines(lines, level, mode, lower)
+    return encode_tokens(tokenize_lines(lines, level, mode, lower), vocab, mode)
+
+
+def encode_tokens(
+    token_lines: Iterable[list[str]], vocab: Vocabulary, mode: str = "stream",
+) -> list[int] | list[list[int]]:
+    """`encode_text` for the token lists of `tokenize_lines`."""
     if mode == "sentence":
         return [vocab.encode(tokens) for tokens in token_lines]
     return [i for tokens in token_lines for i in vocab.encode(tokens)]

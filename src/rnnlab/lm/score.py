@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from rnnlab.errors import RnnlabError
-from rnnlab.lm.data import IGNORE, encode_text, pad_sentences, read_text, tokenize_lines
+from rnnlab.lm.data import IGNORE, encode_tokens, pad_sentences, read_text, tokenize_lines
 from rnnlab.text.tokenize import get_tokenizer
 from rnnlab.text.vocab import BOS, EOS
 from rnnlab.text.width import display_width, pad
@@ -88,6 +88,7 @@ class TokenScore:
     id: int
     prob: float  # P(token | everything before it)
     logprob: float  # natural log
+    unknown: bool = False  # not in the vocabulary (a literal "<unk>" in the text is in it)
 
 
 @dataclass
@@ -106,6 +107,11 @@ class SentenceScore:
     def perplexity(self) -> float:
         """exp of the mean negative log-probability per token."""
         return math.exp(-self.logprob / len(self.rows))
+
+    @property
+    def oov(self) -> int:
+        """How many tokens are not in the vocabulary and were scored as `<unk>`."""
+        return sum(r.unknown for r in self.rows)
 
 
 def score_sentence(model, vocab, config: dict, text: str, eos: bool = True) -> SentenceScore:
@@ -127,7 +133,7 @@ def score_sentence(model, vocab, config: dict, text: str, eos: bool = True) -> S
         logp = torch.log_softmax(logits[:, 0].cpu().double(), -1)
         chosen = logp[torch.arange(len(ids)), torch.tensor(ids)].tolist()
     check_loss(-sum(chosen) / len(ids))
-    return SentenceScore(text, [TokenScore(t, vocab.itos[i], i, math.exp(lp), lp)
+    return SentenceScore(text, [TokenScore(t, vocab.itos[i], i, math.exp(lp), lp, t not in vocab.stoi)
                                 for t, i, lp in zip(tokens, ids, chosen)])
 
 
@@ -196,10 +202,25 @@ def evaluate(model, vocab, config: dict, path: str | Path, batch: int = 16, bptt
     Every token is predicted once, end markers included; at character level "loss" is nats
     per character and "bits" bits per character. In stream mode the file is cut into `batch`
     pieces read side by side (batch 1: exact, slower). `encoding`/`errors` as for `read_lines`.
+    "oov" counts the tokens not in the vocabulary, scored as `<unk>` ("oov_rate": their share
+    of "tokens"); a literal `<unk>` in the text is in the vocabulary and not counted.
     """
     lines = read_text(path, encoding, errors)
-    encoded = encode_text(lines, vocab, config["level"], config["mode"], config.get("lower", False))
-    return evaluate_ids(model, vocab, config, encoded, batch, bptt)
+    oov = 0
+
+    def counted(token_lines):  # the tokens pass by once, on their way to being encoded
+        nonlocal oov
+        for tokens in token_lines:
+            oov += sum(t not in vocab.stoi for t in tokens)
+            yield tokens
+
+    token_lines = tokenize_lines(lines, config["level"], config["mode"], config.get("lower", False))
+    result = evaluate_ids(model, vocab, config, encode_tokens(counted(token_lines), vocab,
+                                                              config["mode"]), batch, bptt)
+    return {**result, "oov": oov, "oov_rate": oov / result["tokens"]}
+
+
+OOV_MARK = "*"  # after <unk> in a score table: the token as written is not in the vocabulary
 
 
 def show_token(token: str) -> str:
@@ -213,9 +234,12 @@ def format_table(score: SentenceScore) -> str:
     header = f"{'t':>3}  {pad('token', width)}  {pad('as', width)}  {'P(w_t | <S>, …)':>16}  {'log P':>8}"
     lines = [header, "-" * display_width(header)]
     for t, r in enumerate(score.rows, 1):
-        mapped = r.mapped if r.mapped != r.token else ""
+        mapped = r.mapped + OOV_MARK if r.unknown else r.mapped if r.mapped != r.token else ""
         lines.append(f"{t:>3}  {pad(show_token(r.token), width)}  {pad(show_token(mapped), width)}  "
                      f"{r.prob:>16.6f}  {r.logprob:>8.3f}")
-    lines.append(f"total log P = {score.logprob:.3f} nats ({score.logprob / math.log(2):.3f} bits) "
-                 f"over {len(score.rows)} tokens; perplexity {score.perplexity:.2f}")
+    totals = (f"total log P = {score.logprob:.3f} nats ({score.logprob / math.log(2):.3f} bits) "
+              f"over {len(score.rows)} tokens; perplexity {score.perplexity:.2f}")
+    if score.oov:
+        totals += f"; {score.oov} not in the vocabulary (<unk>{OOV_MARK})"
+    lines.append(totals)
     return "\n".join(lines)
