@@ -254,3 +254,36 @@ def test_evaluate_reports_the_share_of_unknown_tokens(capsys, lm, tmp_path):
     model, vocab, config = load_model(lm / "lm")
     result = evaluate(model, vocab, config, tmp_path / "caps.txt", batch=1)
     assert (result["tokens"], result["oov"], result["oov_rate"]) == (8, 2, 0.25)
+
+
+# -- characters that reorder or hide a terminal line -----------------------------------------
+
+
+def test_score_table_escapes_hidden_characters_and_detached_marks():
+    from rnnlab.lm.score import SentenceScore, TokenScore, format_table, show_token
+
+    assert show_token("abc\u202edef") == "abcU+202Edef"  # right-to-left override
+    assert show_token("\u200d") == "U+200D" and show_token("👨\u200d👩") == "👨U+200D👩"
+    assert show_token("\u0301ab") == "U+0301ab"  # a mark starting a token joins the cell before
+    assert show_token("e\u0301\u0302") == "e\u0301\u0302"  # marks on their base stay
+    assert show_token("\U000e0001\u2028\ue000\x1b") == "U+E0001U+2028U+E000U+001B"
+    assert [show_token(t) for t in (" ", "\n", "\t", "北京")] == ["␣", "\\n", "\\t", "北京"]
+    # A character-level table: one row per character, none of them raw.
+    rows = [TokenScore(c, c, i, 0.5, -0.693) for i, c in enumerate("a\u202e\u0301 \u200d\n")]
+    table = format_table(SentenceScore("", rows))
+    assert not {"\u202e", "\u0301", "\u200d"} & set(table)
+    assert [line.split()[1] for line in table.splitlines()[2:-1]] == [
+        "a", "U+202E", "U+0301", "␣", "U+200D", "\\n"]
+
+
+def test_score_cli_prints_no_hidden_characters(capsys, lm, tmp_path):
+    (tmp_path / "s.txt").write_text("the \u202ecat\nsat \u0301on e\u0301\n")
+    with kept(tmp_path), kept(lm):
+        assert main(["score", str(lm / "lm"), "the \u202ecat \u0301on"]) == 0
+        out = capsys.readouterr().out
+        assert "U+202Ecat" in out and "U+0301on" in out
+        assert "\u202e" not in out and "\u0301" not in out
+        assert main(["score", str(lm / "lm"), "--file", str(tmp_path / "s.txt")]) == 0
+        out = capsys.readouterr().out
+        assert "sentence 1: the U+202Ecat" in out and "sentence 2: sat U+0301on e\u0301" in out
+        assert "\u202e" not in out and out.count("\u0301") == 2  # e\u0301 in the header and table

@@ -117,7 +117,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from rnnlab.lm.score import format_table, score_sentence
+    from rnnlab.lm.score import format_table, score_sentence, show_text
     from rnnlab.text.corpus import read_lines
 
     if (args.sentence is None) == (args.file is None):
@@ -129,7 +129,7 @@ def run_score(args: argparse.Namespace) -> int:
     for k, line in enumerate(lines):
         result = score_sentence(model, vocab, config, line, eos=not args.no_eos)
         if len(lines) > 1:
-            print(f"{'' if k == 0 else chr(10)}sentence {k + 1}: {line}")
+            print(f"{'' if k == 0 else chr(10)}sentence {k + 1}: {show_text(line)}")
         print(format_table(result))
         total += result.logprob
         count += len(result.rows)

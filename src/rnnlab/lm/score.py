@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import sys
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -223,9 +224,36 @@ def evaluate(model, vocab, config: dict, path: str | Path, batch: int = 16, bptt
 OOV_MARK = "*"  # after <unk> in a score table: the token as written is not in the vocabulary
 
 
+# Characters that reorder, hide or break a terminal line (controls, bidi overrides, joiners,
+# line separators, private use, surrogates, unassigned): shown as their code point.
+HIDDEN_CATEGORIES = ("Cc", "Cf", "Zl", "Zp", "Co", "Cs", "Cn")
+MARK_CATEGORIES = ("Mn", "Mc", "Me")
+VISIBLE_WHITESPACE = {" ": "␣", "\n": "\\n", "\t": "\\t"}
+
+
+def show_text(text: str, whitespace: bool = False) -> str:
+    """`text` safe on a terminal line: hidden characters, and combining marks with no base
+    character before them (they would join whatever is printed first), shown as U+XXXX;
+    with `whitespace`, spaces, newlines and tabs shown as ␣, \\n and \\t."""
+    shown, after_base = [], False
+    for ch in text:
+        category = unicodedata.category(ch)
+        if whitespace and ch in VISIBLE_WHITESPACE:
+            shown.append(VISIBLE_WHITESPACE[ch])
+            after_base = False
+        elif category in HIDDEN_CATEGORIES or (category in MARK_CATEGORIES and not after_base):
+            shown.append(f"U+{ord(ch):04X}")
+            after_base = False
+        else:
+            shown.append(ch)
+            after_base = after_base if category in MARK_CATEGORIES else not ch.isspace()
+    return "".join(shown)
+
+
 def show_token(token: str) -> str:
-    """A token printable in one table cell: whitespace characters made visible."""
-    return {" ": "␣", "\n": "\\n", "\t": "\\t"}.get(token, token)
+    """A token printable in one table cell: whitespace made visible, hidden characters and
+    detached combining marks as U+XXXX (`show_text`)."""
+    return show_text(token, whitespace=True)
 
 
 def format_table(score: SentenceScore) -> str:
