@@ -31,8 +31,6 @@ from rnnlab.text.width import display_width, pad
 
 # exp() of a larger loss overflows; no model with sane weights comes near e^-709 per token.
 MAX_LOSS = math.log(sys.float_info.max)
-
-
 NOT_FINITE = "the model's outputs are not finite (NaN or infinite logits): its weights overflow"
 
 
@@ -134,7 +132,8 @@ def score_sentence(model, vocab, config: dict, text: str, eos: bool = True) -> S
         logp = torch.log_softmax(logits[:, 0].cpu().double(), -1)
         chosen = logp[torch.arange(len(ids)), torch.tensor(ids)].tolist()
     check_loss(-sum(chosen) / len(ids))
-    return SentenceScore(text, [TokenScore(t, vocab.itos[i], i, math.exp(lp), lp, t not in vocab.stoi)
+    return SentenceScore(text, [TokenScore(t, vocab.itos[i], i, math.exp(lp), lp,
+                                           unknown=t not in vocab.stoi)
                                 for t, i, lp in zip(tokens, ids, chosen)])
 
 
