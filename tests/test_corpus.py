@@ -47,7 +47,8 @@ def test_tiny_chunks_and_pieces_change_nothing(text_file, monkeypatch, chunk, ma
     """Multi-byte characters, CRLF and long lines split across any chunk boundary."""
     monkeypatch.setattr(corpus_module, "CHUNK_BYTES", chunk)
     pieces = list(read_pieces(text_file, max_chars=max_chars))
-    assert all(len(p) <= max_chars for p, _ in pieces)
+    # Longer only to keep a token whole: no space or tab before the one it was cut after.
+    assert all(len(p) <= max_chars or not {" ", "\t"} & set(p[:-1]) for p, _ in pieces)
     lines, current = [], ""
     for piece, ends_line in pieces:
         current += piece
@@ -63,8 +64,11 @@ def test_long_line_pieces_cut_after_spaces(tmp_path):
     path = tmp_path / "one-line.txt"
     path.write_text("aaa bbb ccc ddd")
     assert list(read_pieces(path, max_chars=9)) == [("aaa bbb ", False), ("ccc ddd", True)]
-    path.write_text("abcdefghij")  # no space: cut at the limit
-    assert list(read_pieces(path, max_chars=4)) == [("abcd", False), ("efgh", False), ("ij", True)]
+    path.write_text("abcdefghij kl")  # a token longer than a piece stays whole ...
+    assert list(read_pieces(path, max_chars=4)) == [("abcdefghij ", False), ("kl", True)]
+    # ... except where anything may be cut (characters): then at the limit
+    assert list(read_pieces(path, max_chars=4, anywhere=True)) == [
+        ("abcd", False), ("efgh", False), ("ij ", False), ("kl", True)]
 
 
 def test_corpus_levels_and_reiteration(text_file):

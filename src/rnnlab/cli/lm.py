@@ -107,6 +107,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     r = evaluate(model, vocab, config, args.file, batch=args.batch, encoding=args.encoding,
                  errors=args.errors)
     print(f"{args.file}: {r['tokens']:,} tokens")
+    print(f"out of vocabulary: {r['oov']:,} of {r['tokens']:,} tokens "
+          f"({100 * r['oov_rate']:.2f} %), scored as <unk>")
     if config["level"] == "char":
         print(f"{r['loss']:.4f} nats/char, {r['bits']:.4f} bits/char (perplexity {r['ppl']:.3f})")
     else:
@@ -115,7 +117,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from rnnlab.lm.score import format_table, score_sentence
+    from rnnlab.lm.score import format_table, score_sentence, show_text
     from rnnlab.text.corpus import read_lines
 
     if (args.sentence is None) == (args.file is None):
@@ -123,17 +125,22 @@ def run_score(args: argparse.Namespace) -> int:
     model, vocab, config = load(args.model, args.device)
     lines = [args.sentence] if args.file is None else [
         s for s in read_lines(args.file, args.encoding, args.errors) if s.strip()]
-    total, count = 0.0, 0
+    total, count, oov = 0.0, 0, 0
     for k, line in enumerate(lines):
         result = score_sentence(model, vocab, config, line, eos=not args.no_eos)
         if len(lines) > 1:
-            print(f"{'' if k == 0 else chr(10)}sentence {k + 1}: {line}")
+            print(f"{'' if k == 0 else chr(10)}sentence {k + 1}: {show_text(line)}")
         print(format_table(result))
         total += result.logprob
         count += len(result.rows)
+        oov += result.oov
     if len(lines) > 1:
         print(f"\nall {len(lines)} sentences: total log P = {total:.3f} nats over {count} tokens; "
               f"perplexity {math.exp(-total / count):.2f}")
+    if oov:
+        # A text of unknown words can look well predicted: its perplexity is <unk>'s.
+        print(f"warning: {oov} of {count} tokens are not in the vocabulary and were scored "
+              f"as <unk>", file=sys.stderr)
     return 0
 
 
@@ -151,12 +158,13 @@ def run_generate(args: argparse.Namespace) -> int:
     words = config["level"] != "char"
     # jieba's words were cut out of unspaced text, so they join without spaces again
     space = "" if config["level"] == "jieba" else " "
+    # Reads the prime at once: a model that cannot continue it fails before any output.
+    tokens = generate(model, vocab, config, args.prime, args.length, args.temperature,
+                      args.top_k, args.top_p, args.seed, args.beam, args.stop_at_eos, args.no_unk)
     out = sys.stdout
     out.write(args.prime)
     at_line_start = not args.prime or args.prime.endswith("\n")
-    for token in generate(model, vocab, config, args.prime, args.length, args.temperature,
-                          args.top_k, args.top_p, args.seed, args.beam, args.stop_at_eos,
-                          args.no_unk):
+    for token in tokens:
         if words and token == "</s>":
             token, at_line_start = "\n", True
         elif words:

@@ -28,6 +28,10 @@ from rnnlab.text.vocab import Vocabulary
 
 FORMAT = "rnnlab-lm"
 VERSION = 1
+# Weights are computed in float32; other float types widen exactly, integers would be cast.
+FLOAT_DTYPES = ("F32", "F16", "BF16")
+# A product of two weights beyond this overflows float32: no trained model comes near it.
+MAX_WEIGHT = torch.finfo(torch.float32).max ** 0.5
 
 
 def save_model(
@@ -128,7 +132,7 @@ def load_model(
                           f"expects {model.config['vocab_size']}")
     weights = path / "model.safetensors"
     try:
-        _check_shapes(model, weights)
+        names = _check_header(model, weights)
         # Into the CPU model first, then moved whole: safetensors takes device names, not
         # torch.device, and loading to a GPU here would only be copied back.
         missing, unexpected = st_load_model(model, weights, strict=False)
@@ -140,18 +144,40 @@ def load_model(
         raise RnnlabError(f"{weights}: does not match config.json (missing tensors: "
                           f"{', '.join(sorted(missing)) or '-'}; unexpected tensors: "
                           f"{', '.join(sorted(unexpected)) or '-'})")
+    _check_values(model, weights, names)
     return model.to(device).eval(), vocab, config
 
 
-def _check_shapes(model: LanguageModel, weights: Path) -> None:
-    # Only the header is read: names and shapes, no tensor data.
+def _check_header(model: LanguageModel, weights: Path) -> list[str]:
+    # Only the header is read: names, dtypes and shapes, no tensor data.
     expected = model.state_dict()
     with safe_open(str(weights), framework="pt") as f:
-        for name in f.keys():
-            shape = tuple(f.get_slice(name).get_shape())
+        names = list(f.keys())
+        for name in names:
+            tensor = f.get_slice(name)
+            dtype = tensor.get_dtype()
+            if dtype not in FLOAT_DTYPES:
+                raise RnnlabError(f"{weights}: tensor {name!r} is stored as {dtype}; model "
+                                  f"weights must be floating point ({', '.join(FLOAT_DTYPES)})")
+            shape = tuple(tensor.get_shape())
             if name in expected and shape != tuple(expected[name].shape):
                 raise RnnlabError(f"{weights}: wrong shapes: tensor {name!r} is {shape}, "
                                   f"config.json implies {tuple(expected[name].shape)}")
+    return names
+
+
+def _check_values(model: LanguageModel, weights: Path, names: list[str]) -> None:
+    # NaN, infinite or overflowing weights would give NaN scores or crash sampling later on.
+    # By the file's names: a tied weight is stored once, under one of its two names.
+    tensors = model.state_dict()
+    for name in names:
+        tensor = tensors[name]
+        if not torch.isfinite(tensor).all():
+            raise RnnlabError(f"{weights}: tensor {name!r} holds NaN or infinite values: "
+                              f"the model's weights overflow")
+        if tensor.numel() and (big := float(tensor.abs().max())) > MAX_WEIGHT:
+            raise RnnlabError(f"{weights}: tensor {name!r} holds values up to {big:.3g}, past "
+                              f"float32's range when multiplied: the model's weights overflow")
 
 
 def resume_folder(path: str | Path) -> Path:

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from rnnlab.errors import RnnlabError
 from rnnlab.text.corpus import MAX_PIECE_CHARS, read_whole_lines, split_long
-from rnnlab.text.tokenize import LEVELS, get_tokenizer
+from rnnlab.text.tokenize import LEVELS, UNSPACED_LEVELS, get_tokenizer
 from rnnlab.text.vocab import BOS, EOS, UNK, Vocabulary
 
 MODES = ("stream", "sentence")
@@ -58,8 +58,9 @@ def tokenize_lines(
             continue
         # A stream line is tokenized in pieces cut at spaces (text8 is one 100 MB line), so no
         # list of all its tokens is ever built; only its last piece carries the end marker.
+        # A token longer than a piece stays whole.
         tokens, any_tokens = [], False
-        for piece in split_long(line, MAX_PIECE_CHARS):
+        for piece in split_long(line, MAX_PIECE_CHARS, level in UNSPACED_LEVELS):
             if tokens:
                 yield tokens
             tokens = tokenize(piece)
@@ -84,7 +85,13 @@ def encode_text(
     lower: bool = False,
 ) -> list[int] | list[list[int]]:
     """Token ids: one flat list in stream mode, one list per sentence in sentence mode."""
-    token_lines = tokenize_lines(lines, level, mode, lower)
+    return encode_tokens(tokenize_lines(lines, level, mode, lower), vocab, mode)
+
+
+def encode_tokens(
+    token_lines: Iterable[list[str]], vocab: Vocabulary, mode: str = "stream",
+) -> list[int] | list[list[int]]:
+    """`encode_text` for the token lists of `tokenize_lines`."""
     if mode == "sentence":
         return [vocab.encode(tokens) for tokens in token_lines]
     return [i for tokens in token_lines for i in vocab.encode(tokens)]

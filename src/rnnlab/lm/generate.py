@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from rnnlab.errors import RnnlabError
-from rnnlab.lm.score import encode_prompt, model_device, start_ids
+from rnnlab.lm.score import NOT_FINITE, check_logits, encode_prompt, model_device, start_ids
 
 
 def allowed_distribution(
@@ -39,7 +39,12 @@ def allowed_distribution(
         logits, ids = torch.topk(logits, top_k)  # sorted, most probable first
     elif top_p < 1.0:
         logits, ids = torch.sort(logits, descending=True)
-    probs = torch.softmax(logits / temperature if temperature != 1.0 else logits, -1)
+    if temperature != 1.0:
+        # Shifted to a maximum of 0 first, so that a tiny temperature cannot overflow to inf.
+        logits = (logits - logits.max()) / temperature
+    probs = torch.softmax(logits, -1)
+    if not bool(torch.isfinite(probs).all()):  # NaN or +inf logits: no distribution to draw from
+        raise RnnlabError(NOT_FINITE)
     if top_p < 1.0:
         # Keep a token while the mass before it is below p: the smallest prefix reaching p.
         n = int((torch.cumsum(probs, -1) - probs < top_p).sum())
@@ -110,6 +115,7 @@ def beam_search(
     logits = logits.unsqueeze(0)
     finished: list[tuple[float, list[int]]] = []
     for _ in range(length):
+        check_logits(logits)
         V = logits.shape[-1]
         logp = torch.log_softmax(logits.cpu().double(), -1)
         if banned is not None:
@@ -154,25 +160,30 @@ def generate(
     check_options(length, temperature, top_k, top_p, beam)
     ids, _ = encode_prompt(vocab, config, prime)
     banned = vocab.unk_id if avoid_unk else None
-    return _generate(model, vocab, start_ids(vocab, config) + ids, length, temperature, top_k,
-                     top_p, seed, beam, stop_at_eos, banned)
+    device = model_device(model)
+    model.eval()
+    # The prime is read here, not in the generator, so that a model whose outputs overflow
+    # fails before the first token is asked for.
+    with torch.inference_mode():
+        out, state = model(torch.tensor(start_ids(vocab, config) + ids, device=device).view(-1, 1))
+    logits = out[-1, 0]
+    check_logits(logits)
+    return _generate(model, vocab, logits, state, length, temperature, top_k, top_p, seed, beam,
+                     stop_at_eos, banned)
 
 
-def _generate(model, vocab, context, length, temperature, top_k, top_p, seed, beam, stop_at_eos,
-              banned):
+def _generate(model, vocab, logits, state, length, temperature, top_k, top_p, seed, beam,
+              stop_at_eos, banned):
     eos_id = vocab.stoi.get("</s>") if stop_at_eos else None
     generator = torch.Generator()
     if seed is None:
         generator.seed()
     else:
         generator.manual_seed(seed)
-    device = model_device(model)
-    model.eval()
+    device = logits.device
     # Grad mode is thread-wide: each model call gets its own no-grad block, never one held
     # open across a `yield`, which would leak into the caller's code.
     with torch.inference_mode():
-        out, state = model(torch.tensor(context, device=device).view(-1, 1))
-        logits = out[-1, 0]
         if beam:
             best = beam_search(model, state, logits, length, beam, eos_id, banned)
     if beam:

@@ -15,6 +15,8 @@ log-probabilities are summed in float64 (on the CPU for MPS, which has no float6
 from __future__ import annotations
 
 import math
+import sys
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,10 +24,29 @@ import torch
 import torch.nn.functional as F
 
 from rnnlab.errors import RnnlabError
-from rnnlab.lm.data import IGNORE, encode_text, pad_sentences, read_text, tokenize_lines
+from rnnlab.lm.data import IGNORE, encode_tokens, pad_sentences, read_text, tokenize_lines
 from rnnlab.text.tokenize import get_tokenizer
 from rnnlab.text.vocab import BOS, EOS
 from rnnlab.text.width import display_width, pad
+
+# exp() of a larger loss overflows; no model with sane weights comes near e^-709 per token.
+MAX_LOSS = math.log(sys.float_info.max)
+NOT_FINITE = "the model's outputs are not finite (NaN or infinite logits): its weights overflow"
+
+
+def check_logits(logits: torch.Tensor) -> None:
+    """Raise RnnlabError when the model's logits hold NaN or infinite values."""
+    if not bool(torch.isfinite(logits).all()):
+        raise RnnlabError(NOT_FINITE)
+
+
+def check_loss(loss: float) -> None:
+    """Raise RnnlabError when a mean loss (nats per token) is NaN, infinite or past MAX_LOSS."""
+    if not math.isfinite(loss):
+        raise RnnlabError(NOT_FINITE)
+    if loss > MAX_LOSS:
+        raise RnnlabError(f"the model's outputs overflow (a loss of {loss:.3g} nats per token): "
+                          f"its weights are far too large")
 
 
 def model_device(model) -> torch.device:
@@ -66,6 +87,7 @@ class TokenScore:
     id: int
     prob: float  # P(token | everything before it)
     logprob: float  # natural log
+    unknown: bool = False  # not in the vocabulary (a literal "<unk>" in the text is in it)
 
 
 @dataclass
@@ -84,6 +106,11 @@ class SentenceScore:
     def perplexity(self) -> float:
         """exp of the mean negative log-probability per token."""
         return math.exp(-self.logprob / len(self.rows))
+
+    @property
+    def oov(self) -> int:
+        """How many tokens are not in the vocabulary and were scored as `<unk>`."""
+        return sum(r.unknown for r in self.rows)
 
 
 def score_sentence(model, vocab, config: dict, text: str, eos: bool = True) -> SentenceScore:
@@ -104,7 +131,9 @@ def score_sentence(model, vocab, config: dict, text: str, eos: bool = True) -> S
         # One sentence's logits are small: the table is read on the CPU.
         logp = torch.log_softmax(logits[:, 0].cpu().double(), -1)
         chosen = logp[torch.arange(len(ids)), torch.tensor(ids)].tolist()
-    return SentenceScore(text, [TokenScore(t, vocab.itos[i], i, math.exp(lp), lp)
+    check_loss(-sum(chosen) / len(ids))
+    return SentenceScore(text, [TokenScore(t, vocab.itos[i], i, math.exp(lp), lp,
+                                           unknown=t not in vocab.stoi)
                                 for t, i, lp in zip(tokens, ids, chosen)])
 
 
@@ -161,6 +190,7 @@ def evaluate_ids(model, vocab, config: dict, encoded, batch: int = 16, bptt: int
     if count == 0:
         raise RnnlabError("nothing to evaluate: the text has no tokens")
     loss = total / count
+    check_loss(loss)
     return {"tokens": count, "loss": loss, "ppl": math.exp(loss), "bits": loss / math.log(2),
             "level": config["level"]}
 
@@ -172,15 +202,57 @@ def evaluate(model, vocab, config: dict, path: str | Path, batch: int = 16, bptt
     Every token is predicted once, end markers included; at character level "loss" is nats
     per character and "bits" bits per character. In stream mode the file is cut into `batch`
     pieces read side by side (batch 1: exact, slower). `encoding`/`errors` as for `read_lines`.
+    "oov" counts the tokens not in the vocabulary, scored as `<unk>` ("oov_rate": their share
+    of "tokens"); a literal `<unk>` in the text is in the vocabulary and not counted.
     """
     lines = read_text(path, encoding, errors)
-    encoded = encode_text(lines, vocab, config["level"], config["mode"], config.get("lower", False))
-    return evaluate_ids(model, vocab, config, encoded, batch, bptt)
+    oov = 0
+
+    def counted(token_lines):  # the tokens pass by once, on their way to being encoded
+        nonlocal oov
+        for tokens in token_lines:
+            oov += sum(t not in vocab.stoi for t in tokens)
+            yield tokens
+
+    token_lines = tokenize_lines(lines, config["level"], config["mode"], config.get("lower", False))
+    result = evaluate_ids(model, vocab, config, encode_tokens(counted(token_lines), vocab,
+                                                              config["mode"]), batch, bptt)
+    return {**result, "oov": oov, "oov_rate": oov / result["tokens"]}
+
+
+OOV_MARK = "*"  # after <unk> in a score table: the token as written is not in the vocabulary
+
+
+# Characters that reorder, hide or break a terminal line (controls, bidi overrides, joiners,
+# line separators, private use, surrogates, unassigned): shown as their code point.
+HIDDEN_CATEGORIES = ("Cc", "Cf", "Zl", "Zp", "Co", "Cs", "Cn")
+MARK_CATEGORIES = ("Mn", "Mc", "Me")
+VISIBLE_WHITESPACE = {" ": "␣", "\n": "\\n", "\t": "\\t"}
+
+
+def show_text(text: str, whitespace: bool = False) -> str:
+    """`text` safe on a terminal line: hidden characters, and combining marks with no base
+    character before them (they would join whatever is printed first), shown as U+XXXX;
+    with `whitespace`, spaces, newlines and tabs shown as ␣, \\n and \\t."""
+    shown, after_base = [], False
+    for ch in text:
+        category = unicodedata.category(ch)
+        if whitespace and ch in VISIBLE_WHITESPACE:
+            shown.append(VISIBLE_WHITESPACE[ch])
+            after_base = False
+        elif category in HIDDEN_CATEGORIES or (category in MARK_CATEGORIES and not after_base):
+            shown.append(f"U+{ord(ch):04X}")
+            after_base = False
+        else:
+            shown.append(ch)
+            after_base = after_base if category in MARK_CATEGORIES else not ch.isspace()
+    return "".join(shown)
 
 
 def show_token(token: str) -> str:
-    """A token printable in one table cell: whitespace characters made visible."""
-    return {" ": "␣", "\n": "\\n", "\t": "\\t"}.get(token, token)
+    """A token printable in one table cell: whitespace made visible, hidden characters and
+    detached combining marks as U+XXXX (`show_text`)."""
+    return show_text(token, whitespace=True)
 
 
 def format_table(score: SentenceScore) -> str:
@@ -189,9 +261,12 @@ def format_table(score: SentenceScore) -> str:
     header = f"{'t':>3}  {pad('token', width)}  {pad('as', width)}  {'P(w_t | <S>, …)':>16}  {'log P':>8}"
     lines = [header, "-" * display_width(header)]
     for t, r in enumerate(score.rows, 1):
-        mapped = r.mapped if r.mapped != r.token else ""
+        mapped = r.mapped + OOV_MARK if r.unknown else r.mapped if r.mapped != r.token else ""
         lines.append(f"{t:>3}  {pad(show_token(r.token), width)}  {pad(show_token(mapped), width)}  "
                      f"{r.prob:>16.6f}  {r.logprob:>8.3f}")
-    lines.append(f"total log P = {score.logprob:.3f} nats ({score.logprob / math.log(2):.3f} bits) "
-                 f"over {len(score.rows)} tokens; perplexity {score.perplexity:.2f}")
+    totals = (f"total log P = {score.logprob:.3f} nats ({score.logprob / math.log(2):.3f} bits) "
+              f"over {len(score.rows)} tokens; perplexity {score.perplexity:.2f}")
+    if score.oov:
+        totals += f"; {score.oov} not in the vocabulary (<unk>{OOV_MARK})"
+    lines.append(totals)
     return "\n".join(lines)

@@ -3,8 +3,11 @@
 Files are read in chunks of CHUNK_BYTES (256 KiB) through an incremental decoder, so a corpus
 of any size costs the memory of a chunk plus what the consumer keeps (a vocabulary: its counts).
 Line breaks ("\\n", "\\r\\n") separate sentences and are not tokens themselves. A line longer than
-`MAX_PIECE_CHARS` (text8 is one 100 MB line) is handed on in pieces, cut after a space where
-there is one, so no line is ever held whole; the pieces concatenate back to the line exactly.
+`MAX_PIECE_CHARS` (text8 is one 100 MB line) is handed on in pieces, cut after a space or tab,
+so no line is ever held whole; the pieces concatenate back to the line exactly. A token longer
+than a piece is kept whole, never cut into invented words: its piece runs on to the next space
+or tab, so memory is bounded by the longest token. Only levels whose tokens are not separated
+by spaces (characters, raw Chinese for jieba) cut a piece without a space at the limit.
 
 Bad input raises a one-line RnnlabError naming the file: missing path, directory, empty file,
 whitespace only, binary data (a NUL byte, for ASCII-compatible encodings), text that does not
@@ -24,7 +27,7 @@ from pathlib import Path
 from typing import IO
 
 from rnnlab.errors import RnnlabError
-from rnnlab.text.tokenize import get_tokenizer
+from rnnlab.text.tokenize import UNSPACED_LEVELS, get_tokenizer
 
 CHUNK_BYTES = 1 << 18
 MAX_PIECE_CHARS = 1 << 16
@@ -79,7 +82,7 @@ def _lookup_codec(encoding: str, errors: str) -> codecs.CodecInfo:
     try:
         codecs.lookup_error(errors)
     except LookupError:
-        raise RnnlabError(f"unknown encoding error handler {errors!r} (try 'replace')") from None
+        raise RnnlabError(f"unknown encoding error handler {errors!r} (try --errors replace)") from None
     return codec
 
 
@@ -108,7 +111,7 @@ def _decoded_chunks(path: PathLike, encoding: str, errors: str) -> Iterator[str]
                 where += f", line {line}"
             raise RnnlabError(
                 f"{path}: invalid {codec.name} at {where} ({e.reason}); "
-                "use errors='replace' to read it anyway"
+                "use --errors replace to read it anyway"
             ) from None
         if offset == 0 and text.startswith("\ufeff"):
             text = text[1:]
@@ -123,12 +126,21 @@ def _decoded_chunks(path: PathLike, encoding: str, errors: str) -> Iterator[str]
         raise RnnlabError(f"{path}: contains only whitespace")
 
 
-def split_long(text: str, max_chars: int) -> Iterator[str]:
-    """`text` in consecutive pieces of at most `max_chars`, each cut after its last space or tab."""
+def split_long(text: str, max_chars: int, anywhere: bool = False) -> Iterator[str]:
+    """`text` in consecutive pieces of at most `max_chars`, each cut after its last space or tab.
+
+    A piece with no space or tab is kept whole up to the next one (a long token is never cut),
+    unless `anywhere`, where it is cut at `max_chars`.
+    """
     start = 0
     while len(text) - start > max_chars:
         end = start + max_chars
         space = max(text.rfind(" ", start, end), text.rfind("\t", start, end))
+        if space < start and not anywhere:
+            space = min((i for i in (text.find(" ", end), text.find("\t", end)) if i >= 0),
+                        default=-1)
+            if space in (-1, len(text) - 1):  # the token runs to the end: the last piece
+                break
         end = space + 1 if space >= start else end
         yield text[start:end]
         start = end
@@ -136,30 +148,39 @@ def split_long(text: str, max_chars: int) -> Iterator[str]:
 
 
 def read_pieces(
-    path: PathLike, encoding: str = "utf-8", errors: str = "strict", max_chars: int | None = None
+    path: PathLike, encoding: str = "utf-8", errors: str = "strict", max_chars: int | None = None,
+    anywhere: bool = False,
 ) -> Iterator[tuple[str, bool]]:
-    """(text, ends_line) pairs: every line, long ones cut into pieces of at most `max_chars`."""
+    """(text, ends_line) pairs: every line, long ones cut into pieces by `split_long`."""
     max_chars = max_chars or MAX_PIECE_CHARS
-    rest = ""
+    held: list[str] = []  # text after the last cut, joined only once it can be cut again
     for text in _decoded_chunks(path, encoding, errors):
-        *lines, last = (rest + text).split("\n")
+        if not anywhere and not any(c in text for c in " \t\n"):
+            held.append(text)  # a long token goes on: joining at every chunk would be quadratic
+            continue
+        *lines, last = ("".join(held) + text).split("\n")
         for line in lines:
-            *pieces, tail = split_long(line.removesuffix("\r"), max_chars)
+            *pieces, tail = split_long(line.removesuffix("\r"), max_chars, anywhere)
             for piece in pieces:
                 yield piece, False
             yield tail, True
-        *pieces, rest = split_long(last, max_chars)
+        *pieces, rest = split_long(last, max_chars, anywhere)
         for piece in pieces:
             yield piece, False
-    if rest:
-        yield rest.removesuffix("\r"), True
+        held = [rest]
+    if rest := "".join(held):
+        *pieces, tail = split_long(rest.removesuffix("\r"), max_chars, anywhere)
+        for piece in pieces:
+            yield piece, False
+        yield tail, True
 
 
 def read_lines(path: PathLike, encoding: str = "utf-8", errors: str = "strict") -> Iterator[str]:
     """The lines of a plain or .gz text file, streamed, without their line breaks.
 
     Empty lines are kept. A line longer than MAX_PIECE_CHARS comes in several pieces (cut after
-    a space where possible) that concatenate to the line; use `Corpus` for sentence boundaries.
+    a space or tab, tokens kept whole) that concatenate to the line; use `Corpus` for sentence
+    boundaries.
     """
     for text, _ in read_pieces(path, encoding, errors):
         yield text
@@ -217,7 +238,8 @@ class Corpus:
         newline = ["\n"] if self.level == "char" and not self.by_line else []
         for path in self.paths:
             sentence: list[str] = []
-            for text, ends_line in read_pieces(path, self.encoding, self.errors):
+            for text, ends_line in read_pieces(path, self.encoding, self.errors,
+                                               anywhere=self.level in UNSPACED_LEVELS):
                 sentence += self.tokenize(text)
                 if ends_line:
                     sentence += newline

@@ -17,6 +17,9 @@ from collections.abc import Callable
 from rnnlab.errors import RnnlabError
 
 LEVELS = ("word", "char", "segmented", "jieba")
+# Levels whose tokens do not end at spaces: their long lines may be cut anywhere (characters
+# join back exactly; unspaced Chinese has no space to wait for).
+UNSPACED_LEVELS = ("char", "jieba")
 
 NO_JIEBA = (
     "raw Chinese text needs a word segmenter: pip install 'rnnlab[chinese]' (jieba), "

@@ -27,6 +27,19 @@ from rnnlab.fileio import atomic_write
 UNK, BOS, EOS = "<unk>", "<s>", "</s>"
 SPECIALS = (UNK, BOS, EOS)
 FORMAT, VERSION = "rnnlab-vocab", 1
+FEW_TOKENS = 5  # what a suggested min_count keeps at least, when the text has that many
+
+
+def _refuse_min_count(counter: Counter[str], specials: set[str], min_count: int) -> None:
+    """Raise RnnlabError: every token is rarer than min_count; suggest one that keeps a few."""
+    counts = sorted((c for t, c in counter.items() if t not in specials), reverse=True)
+    if not counts:  # nothing but specials: no min_count would help
+        return
+    suggest = counts[min(len(counts), FEW_TOKENS) - 1]
+    kept = sum(c >= suggest for c in counts)
+    raise RnnlabError(f"no token occurs min_count={min_count} times: the text has "
+                      f"{len(counts):,} distinct tokens, seen at most {counts[0]:,} times; "
+                      f"lower min_count (--min-count {suggest} keeps {kept:,} tokens)")
 
 
 class Vocabulary:
@@ -85,6 +98,8 @@ class Vocabulary:
             ((t, c) for t, c in counter.items() if c >= min_count and t not in special_set),
             key=lambda tc: -tc[1],  # sorted() is stable: equal counts keep first-seen order
         )
+        if not ranked and min_count > 1:
+            _refuse_min_count(counter, special_set, min_count)
         if max_size is not None:
             ranked = ranked[: max_size - len(specials)]
         itos = [*specials, *(t for t, _ in ranked)]
