@@ -109,8 +109,12 @@ def test_cache_hit_does_not_download_again(tiny, server):
     first = corpus_files("tiny", progress=False)
     assert corpus_files("tiny", progress=False) == first
     assert len(server.hits) == 2
-    first["valid"].write_bytes(b"damaged")  # a cached file that fails its checksum is fetched again
-    assert corpus_files("tiny", progress=False)["valid"].read_bytes() == VALID
+    # a cached file that fails its checksum is replaced only when the user says so
+    first["valid"].write_bytes(b"damaged")
+    with pytest.raises(RnnlabError, match="does not match its SHA-256.*--overwrite"):
+        corpus_files("tiny", progress=False)
+    assert first["valid"].read_bytes() == b"damaged"
+    assert corpus_files("tiny", progress=False, overwrite=True)["valid"].read_bytes() == VALID
     assert server.hits[2:] == ["/valid.txt"]
 
 
@@ -261,6 +265,12 @@ def test_cli_get_then_path(tiny, server, tmp_path, capsys):
     assert main(["data", "path", "tiny", "--split", "dev"]) == 2
     assert "no split 'dev'" in capsys.readouterr().err
     assert len(server.hits) == 2
+    (cache / "train.txt").write_bytes(b"the user's own edit")
+    assert main(["data", "get", "tiny", "--quiet"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (cache / "train.txt").read_bytes() == b"the user's own edit"
+    assert main(["data", "get", "tiny", "--quiet", "--overwrite"]) == 0
+    assert (cache / "train.txt").read_bytes() == TRAIN
 
 
 def test_cli_get_from_mirror_and_failure(server, monkeypatch, tmp_path, capsys):

@@ -199,13 +199,14 @@ def _in_mirror(mirror: Path, corpus: CorpusInfo, f: RemoteFile) -> Path | None:
 
 
 def corpus_files(name: str, data_dir: str | os.PathLike | None = None, *, download_missing: bool = True,
-                 progress: bool = True) -> dict[str, Path]:
+                 progress: bool = True, overwrite: bool = False) -> dict[str, Path]:
     """Local paths of a known corpus, split name -> path (e.g. "train", "valid", "test").
 
     Looks in the mirror (`data_dir` or $RNNLAB_DATA), then the cache, then downloads into the
     cache. Every file returned has the registered SHA-256; a path may end in .gz (a mirror's
     compressed copy), which rnnlab's text readers stream. With `download_missing=False` a file
-    in neither place is a RnnlabError instead of a download.
+    in neither place is a RnnlabError instead of a download. A cached file that fails its
+    checksum (edited, disk trouble) is downloaded again only with `overwrite`.
     """
     corpus = get_corpus(name)
     mirror = mirror_dir(data_dir)
@@ -214,7 +215,10 @@ def corpus_files(name: str, data_dir: str | os.PathLike | None = None, *, downlo
         path = _in_mirror(mirror, corpus, f) if mirror else None
         if path is None:
             path = cache_dir() / corpus.name / f.name
-            # A cached file that fails its checksum (edited, disk trouble) is fetched again.
+            if path.is_file() and sha256_file(path) != f.sha256 and not overwrite:
+                raise RnnlabError(f"{path}: the cached copy of {corpus.name}/{f.name} does not "
+                                  f"match its SHA-256; run `rnnlab data get {corpus.name} "
+                                  f"--overwrite` to download it again")
             if not (path.is_file() and sha256_file(path) == f.sha256):
                 if not download_missing:
                     raise RnnlabError(f"{corpus.name}/{f.name} is not in the cache or mirror; "

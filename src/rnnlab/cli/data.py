@@ -29,6 +29,8 @@ def register(subparsers) -> None:
                                    "'split<TAB>path' line per file. " + WHERE)
     p.add_argument("name", help="corpus name (see `rnnlab data list`)")
     p.add_argument("--data-dir", help="local mirror folder (default: $RNNLAB_DATA)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="download again a cached file that fails its checksum (refused otherwise)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_get)
 
@@ -53,7 +55,8 @@ def run_list(args: argparse.Namespace) -> None:
 
 def run_get(args: argparse.Namespace) -> None:
     """Fetch a corpus and print its paths."""
-    paths = datasets.corpus_files(args.name, args.data_dir, progress=not args.quiet)
+    paths = datasets.corpus_files(args.name, args.data_dir, progress=not args.quiet,
+                                  overwrite=args.overwrite)
     for split, path in paths.items():
         print(f"{split}\t{path}")
 
