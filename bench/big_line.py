@@ -9,7 +9,8 @@ difference between the two runs is what the long line costs, imports and model a
 - vocab: rnnlab.text.Corpus + count_words, the vocabulary pass `rnnlab embed` makes;
 - embed: `rnnlab embed`, one epoch, 20-d, one thread;
 - lm-read: rnnlab.lm.data.read_text, the language model's first step (the text as lines);
-- lm-data: read_text, build_vocab, encode_text and StreamBatches, as `rnnlab train` prepares data;
+- lm-data: read_text, the text pipeline's vocabulary and ids, and StreamBatches, as `rnnlab train`
+  prepares data;
 - train: `rnnlab train` on a tiny model for --max-steps steps.
 
     python bench/big_line.py              # 200 MB, about ten minutes on one core
@@ -52,10 +53,12 @@ print(json.dumps({"lines": len(lines), "chars": sum(map(len, lines))}))
 
 LM_DATA_STEP = """
 import json, sys
-from rnnlab.lm.data import StreamBatches, build_vocab, encode_text, read_text, tokenize_lines
+from rnnlab.lm.data import StreamBatches, read_text
+from rnnlab.text.pipeline import TextPipeline
 lines = read_text(sys.argv[1])
-vocab = build_vocab(tokenize_lines(lines, "word", "stream"), "word", "stream")
-ids = encode_text(lines, vocab)
+pipeline = TextPipeline()
+vocab = pipeline.build_vocab(lines)
+ids = pipeline.encode(lines, vocab)
 data = StreamBatches(ids, 20, 35).data
 print(json.dumps({"ids": len(ids), "eos": int(vocab.counts[vocab.eos_id]),
                   "tensor_bytes": data.element_size() * data.numel()}))

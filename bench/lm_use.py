@@ -36,10 +36,9 @@ from torch import nn
 
 from rnnlab.device import resolve_device
 from rnnlab.fileio import atomic_write
-from rnnlab.lm import LanguageModel, train_language_model
-from rnnlab.lm.checkpoint import load_model
-from rnnlab.lm.data import StreamBatches, build_vocab, encode_text, tokenize_lines
-from rnnlab.lm.generate import generate
+from rnnlab.lm import LM, LanguageModel, train_language_model
+from rnnlab.lm.data import StreamBatches
+from rnnlab.text.pipeline import TextPipeline
 from rnnlab.text.vocab import Vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,8 +66,9 @@ def ptb_stream(limit: int) -> tuple[list[int], object]:
     """The first `limit` token ids of PTB train, and the 10k vocabulary."""
     with gzip.open(DATA / "ptb" / "ptb.train.txt.gz", "rt", encoding="utf-8") as f:
         lines = f.read().splitlines()
-    vocab = build_vocab(tokenize_lines(lines), "word", "stream")
-    ids = encode_text(lines, vocab)
+    pipeline = TextPipeline()
+    vocab = pipeline.build_vocab(lines)
+    ids = pipeline.encode(lines, vocab)
     return ids[:limit], vocab
 
 
@@ -159,13 +159,12 @@ def throughput(args) -> dict:
     print(f"training: median ratio {train['ratio_median']:.3f} (required >= 0.95)")
 
     char = args.shape == "char-512"
-    config = {"level": "char" if char else "word", "mode": "stream", "lower": False}
+    lm = LM(ours, vocab, TextPipeline("char" if char else "word"))
     gen_rates = {"rnnlab": [], "nn.LSTM+multinomial": []}
     first = ids[0]
     for r in range(args.repeats):
         start = CLOCK()
-        n = len(list(generate(ours, vocab, config, "A" if char else "the", length=args.gen_tokens,
-                              seed=r)))
+        n = len(list(lm.generate("A" if char else "the", length=args.gen_tokens, seed=r)))
         gen_rates["rnnlab"].append(n / (CLOCK() - start))
         ref.eval()
         start = CLOCK()
@@ -200,7 +199,7 @@ def train_char(name: str, settings: dict, budget_s: float, work: Path, threads: 
             data if not resume else None, out, resume=resume,
             **({} if resume else dict(settings, level="char", mode="stream", split=(0.1, 0.0),
                                       tie_weights=False, init_range=None, seed=1)),
-            epochs=epoch, threads=threads, progress=False, quiet=True)
+            epochs=epoch, threads=threads)
         resume = True
         history = result.history
         h = history[-1]
@@ -209,11 +208,10 @@ def train_char(name: str, settings: dict, budget_s: float, work: Path, threads: 
               f"({h['valid_bpc']:.3f} bits), train {h['train_loss']:.4f}, {h['seconds']:.0f} s")
         if elapsed + h["seconds"] > budget_s:
             break
-    model, vocab, config = load_model(out / "best")
+    lm = LM.load(out / "best")
     samples = {}
     for temperature in (1.0, 0.5):
-        text = "".join(generate(model, vocab, config, "", length=600, temperature=temperature,
-                                seed=1))
+        text = "".join(lm.write("", length=600, temperature=temperature, seed=1))
         samples[str(temperature)] = text
         print(f"--- {name}, temperature {temperature}:\n{text}\n")
     best = min(history, key=lambda h: h["valid_loss"])

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from rnnlab.errors import RnnlabError
+from rnnlab.lm import LM
 from rnnlab.lm.checkpoint import (
-    load_model,
     load_training,
     restore_optimizer,
     save_model,
@@ -26,10 +26,11 @@ def make(tie=True, cell="lstm", hidden=8):
                                              (False, "peephole", 8)])
 def test_round_trip_gives_the_same_model(tmp_path, tie, cell, hidden):
     m = make(tie, cell, hidden)
-    save_model(tmp_path / "m", m, VOCAB, CONFIG, extra={"epoch": 3})
+    save_model(tmp_path / "m", m, VOCAB, {**CONFIG, "epoch": 3})
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
         "config.json", "model.safetensors", "vocab.json"]
-    loaded, vocab, config = load_model(tmp_path / "m")
+    lm = LM.load(tmp_path / "m")
+    loaded, vocab, config = lm.model, lm.vocab, lm.config
     assert vocab == VOCAB and not loaded.training
     assert config["format"] == "rnnlab-lm" and config["version"] == 1
     assert config["epoch"] == 3 and config["model"] == m.config and config["level"] == "word"
@@ -53,7 +54,7 @@ def test_optimizer_state_round_trip(tmp_path):
                training={"state": {"epoch": 2}, "tensors": {"rng": rng}, "optimizer": opt})
     state, tensors = load_training(tmp_path / "last")
     assert state["epoch"] == 2 and torch.equal(tensors["rng"], rng)
-    m2, _, _ = load_model(tmp_path / "last")
+    m2 = LM.load(tmp_path / "last").model
     opt2 = torch.optim.Adam(m2.parameters(), lr=0.5)
     restore_optimizer(opt2, state, tensors)
     assert opt2.param_groups[0]["lr"] == 0.01
@@ -72,7 +73,7 @@ def test_saving_again_replaces_the_folder_whole(tmp_path):
 
 def test_bad_folders_are_user_errors(tmp_path):
     with pytest.raises(RnnlabError, match="no such model folder"):
-        load_model(tmp_path / "missing")
+        LM.load(tmp_path / "missing")
     save_model(tmp_path / "m", make(), VOCAB, CONFIG)
     config_path = tmp_path / "m" / "config.json"
     good = json.loads(config_path.read_text())
@@ -82,13 +83,13 @@ def test_bad_folders_are_user_errors(tmp_path):
                             ({"model": dict(good["model"], vocab_size=7)}, "expects 7")]:
         config_path.write_text(json.dumps(good | change))
         with pytest.raises(RnnlabError, match=message):
-            load_model(tmp_path / "m")
+            LM.load(tmp_path / "m")
     config_path.write_text("{not json")
     with pytest.raises(RnnlabError, match="not valid JSON"):
-        load_model(tmp_path / "m")
+        LM.load(tmp_path / "m")
     config_path.write_text(json.dumps(good))
     (tmp_path / "m" / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(RnnlabError, match="model.safetensors"):
-        load_model(tmp_path / "m")
+        LM.load(tmp_path / "m")
     with pytest.raises(RnnlabError, match="no training state"):
         load_training(tmp_path / "m")

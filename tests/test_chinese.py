@@ -155,14 +155,13 @@ def test_char_model_trains_and_generates_valid_utf8(tmp_path):
     result = train_language_model(
         tmp_path / "poem.txt", tmp_path / "m", split=(0.1, 0), level="char", layers=1,
         hidden_size=32, optimizer="adam", lr=0.01, bptt=10, batch_size=8, epochs=3,
-        progress=False, quiet=True,
     )
     assert result.history[-1]["valid_bpc"] < result.history[0]["valid_bpc"]
     data = (tmp_path / "m" / "best" / "vocab.json").read_bytes()
     assert "床".encode() in data and "𠀀".encode() in data and "😀".encode() in data
     assert b"\\u" not in data
     chars = set("".join(POEM)) | {"\n"}
-    assert set(result.vocab.itos) == chars | {"<unk>"}
+    assert set(result.lm.vocab.itos) == chars | {"<unk>"}
 
     prime = "床前𠀀"
     run = run_cli("generate", str(tmp_path / "m" / "best"), "--prime", prime, "--length", "40",
@@ -176,19 +175,19 @@ def test_char_model_trains_and_generates_valid_utf8(tmp_path):
 
 SEGMENTED = ["我 爱 北京 天安门", "天安门 上 太阳 升", "我 爱 𠀀字 😀", "北京 是 首都"] * 6
 LM_TINY = dict(split=(0.1, 0), layers=1, hidden_size=8, bptt=5, batch_size=2, eval_batch_size=2, epochs=1,
-               progress=False, quiet=True, threads=1)
+               threads=1)
 
 
 def test_segmented_model_keeps_the_given_words(tmp_path):
-    from rnnlab.lm import load_model, score_sentence, train_language_model
+    from rnnlab.lm import LM, train_language_model
 
     (tmp_path / "seg.txt").write_text("\n".join(SEGMENTED) + "\n", encoding="utf-8")
     result = train_language_model(tmp_path / "seg.txt", tmp_path / "m", level="segmented", **LM_TINY)
     words = {w for line in SEGMENTED for w in line.split()}
-    assert set(result.vocab.itos) == words | {"<unk>", "</s>"}
-    model, vocab, config = load_model(tmp_path / "m" / "best")
-    assert config["level"] == "segmented"
-    score = score_sentence(model, vocab, config, "我 爱 北京")
+    assert set(result.lm.vocab.itos) == words | {"<unk>", "</s>"}
+    lm = LM.load(tmp_path / "m" / "best")
+    assert lm.pipeline.level == "segmented"
+    score = lm.score("我 爱 北京")
     assert [r.token for r in score.rows] == ["我", "爱", "北京", "</s>"]
     assert all(r.mapped == r.token for r in score.rows)
 
@@ -201,10 +200,11 @@ def test_jieba_model_trains_on_raw_chinese(tmp_path, fake_jieba):
                  "--split", "0.1", "0", "--layers", "1", "--hidden-size", "8", "--bptt", "5",
                  "--batch-size", "2", "--eval-batch-size", "2", "--epochs", "1", "--quiet",
                  "--no-progress", "--threads", "1"]) == 0
-    from rnnlab.lm import load_model
+    from rnnlab.lm import LM
 
-    _, vocab, config = load_model(tmp_path / "m" / "best")
-    assert config["level"] == "jieba"
+    lm = LM.load(tmp_path / "m" / "best")
+    vocab = lm.vocab
+    assert lm.pipeline.level == "jieba"
     words = {w for line in SEGMENTED for w in line.split()}
     assert set(vocab.itos) == words | {"<unk>", "</s>"}
 

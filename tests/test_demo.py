@@ -49,8 +49,7 @@ def test_without_gensim_the_demo_says_what_to_install(monkeypatch):
 
 def test_quick_demo_writes_every_artifact(tmp_path):
     pytest.importorskip("gensim")
-    from rnnlab.lm.checkpoint import load_model
-    from rnnlab.lm.score import score_sentence
+    from rnnlab.lm import LM
 
     out = tmp_path / "demo"
     lines = []
@@ -61,9 +60,9 @@ def test_quick_demo_writes_every_artifact(tmp_path):
     assert json.loads((out / "summary.json").read_text())["lm"]["vocab"] == summary["lm"]["vocab"]
     assert (out / "demo.txt").read_text() == "\n".join(lines) + "\n"
     assert math.isfinite(summary["lm"]["valid_ppl"]) and summary["kneser_ney"]["valid_ppl"] > 1
-    model, vocab, config = load_model(out / "lm" / "best")
-    assert config["lower"]  # user sentences are lowercased like the corpus
-    again = score_sentence(model, vocab, config, summary["sentence"]["text"])
+    lm = LM.load(out / "lm" / "best")
+    assert lm.pipeline.lower  # user sentences are lowercased like the corpus
+    again = lm.score(summary["sentence"]["text"])
     assert again.logprob == pytest.approx(summary["sentence"]["logprob"])
     assert set(summary["samples"]) == {"1.0", "0.5"}
     assert not list(tmp_path.glob(".demo*"))  # no temporary folder left behind

@@ -10,11 +10,9 @@ from rnnlab import diagnostics
 from rnnlab.cli import main
 from rnnlab.device import autocast, resolve_device
 from rnnlab.errors import RnnlabError
-from rnnlab.lm.checkpoint import load_model, save_model
-from rnnlab.lm.data import build_vocab, tokenize_lines
-from rnnlab.lm.generate import generate
+from rnnlab.lm import LM
 from rnnlab.lm.model import LanguageModel
-from rnnlab.lm.score import evaluate, score_sentence
+from rnnlab.text.pipeline import TextPipeline
 
 HAS_CUDA = torch.cuda.is_available()
 HAS_MPS = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
@@ -30,20 +28,21 @@ def fp32_exact(monkeypatch):
 
 
 def tiny(mode="stream", cell="lstm"):
-    """A tiny untrained word model with sharp distributions (few near-ties): (model, vocab, config)."""
+    """A tiny untrained word model with sharp distributions (few near-ties), as an LM."""
     torch.manual_seed(0)
-    vocab = build_vocab(tokenize_lines(LINES, "word", mode), "word", mode)
+    pipeline = TextPipeline("word", mode, False)
+    vocab = pipeline.build_vocab(LINES)
     model = LanguageModel(len(vocab), 8, 12, num_layers=2, cell=cell).eval()
     with torch.no_grad():
         model.decoder.weight.mul_(20)
-    return model, vocab, {"level": "word", "mode": mode, "lower": False}
+    return LM(model, vocab, pipeline)
 
 
 def saved_model(path, mode="stream"):
     """`tiny` written to `path` as a model folder."""
-    model, vocab, config = tiny(mode)
-    save_model(path, model, vocab, config)
-    return model, vocab, config
+    lm = tiny(mode)
+    lm.save(path)
+    return lm
 
 
 def test_auto_takes_cuda_when_present_else_the_cpu():
@@ -101,8 +100,8 @@ def test_unknown_precision_is_a_user_error():
 
 
 def test_load_model_takes_a_torch_device(tmp_path):
-    model, _, _ = saved_model(tmp_path / "m")
-    loaded, _, _ = load_model(tmp_path / "m", torch.device("cpu"))
+    model = saved_model(tmp_path / "m").model
+    loaded = LM.load(tmp_path / "m", torch.device("cpu")).model
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), loaded.parameters()))
 
 
@@ -120,7 +119,7 @@ def test_model_commands_run_with_device_cpu(tmp_path, capsys):
     assert main(["gradflow", "--model", m, "--text", "the cat", "-o", str(tmp_path / "g.png"),
                  *cpu]) == 0
     assert "3 tokens" in capsys.readouterr().out
-    assert main(["gradflow", "--cells", "gru", "--length", "5", "--hidden", "4", "--batch", "1",
+    assert main(["gradflow", "--cells", "gru", "--length", "5", "--hidden-size", "4", "--batch-size", "1",
                  "-o", str(tmp_path / "h.png"), *cpu]) == 0
 
 
@@ -142,18 +141,19 @@ def test_device_cuda_without_a_gpu_is_one_line_exit_2(tmp_path, capsys, command)
 @needs_cuda
 @pytest.mark.cuda
 @pytest.mark.parametrize("mode,cell", [("stream", "lstm"), ("sentence", "lstm"), ("sentence", "gru")])
-def test_scores_on_cuda_equal_the_cpu(tmp_path, fp32_exact, mode, cell):
-    model, vocab, config = tiny(mode, cell)
-    gpu = copy.deepcopy(model).to("cuda")
+def test_scores_on_cuda_equal_the_cpu(tmp_path, fp32_exact, monkeypatch, mode, cell):
+    lm = tiny(mode, cell)
+    gpu = LM(copy.deepcopy(lm.model).to("cuda"), lm.vocab, lm.pipeline)
     for text in ("the cat sat on the log", "a zebra"):
-        on_cpu = score_sentence(model, vocab, config, text)
-        on_gpu = score_sentence(gpu, vocab, config, text)
+        on_cpu = lm.score(text)
+        on_gpu = gpu.score(text)
         assert [r.id for r in on_gpu.rows] == [r.id for r in on_cpu.rows]
         assert [r.logprob for r in on_gpu.rows] == pytest.approx([r.logprob for r in on_cpu.rows],
                                                                   abs=1e-4)
     (tmp_path / "t.txt").write_text("\n".join(LINES[::-1]) + "\n")
-    on_cpu = evaluate(model, vocab, config, tmp_path / "t.txt", batch=2, bptt=4)
-    on_gpu = evaluate(gpu, vocab, config, tmp_path / "t.txt", batch=2, bptt=4)
+    monkeypatch.setattr("rnnlab.lm.evaluation.EVAL_BPTT", 4)  # several blocks, state carried
+    on_cpu = lm.evaluate(tmp_path / "t.txt", batch_size=2)
+    on_gpu = gpu.evaluate(tmp_path / "t.txt", batch_size=2)
     assert on_gpu["tokens"] == on_cpu["tokens"]
     assert on_gpu["loss"] == pytest.approx(on_cpu["loss"], abs=1e-4)
 
@@ -162,12 +162,12 @@ def test_scores_on_cuda_equal_the_cpu(tmp_path, fp32_exact, mode, cell):
 @pytest.mark.cuda
 @pytest.mark.parametrize("mode", ["stream", "sentence"])
 def test_generation_on_cuda_equals_the_cpu(fp32_exact, mode):
-    model, vocab, config = tiny(mode)
-    gpu = copy.deepcopy(model).to("cuda")
+    lm = tiny(mode)
+    gpu = LM(copy.deepcopy(lm.model).to("cuda"), lm.vocab, lm.pipeline)
     for options in ({"top_k": 1, "seed": 0}, {"beam": 3}, {"seed": 7, "temperature": 1.5},
                     {"seed": 7, "top_p": 0.9, "avoid_unk": True}):
-        on_cpu = list(generate(model, vocab, config, "the cat", length=15, **options))
-        on_gpu = list(generate(gpu, vocab, config, "the cat", length=15, **options))
+        on_cpu = list(lm.generate("the cat", length=15, **options))
+        on_gpu = list(gpu.generate("the cat", length=15, **options))
         assert on_gpu == on_cpu, options
 
 

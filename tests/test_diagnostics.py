@@ -193,7 +193,7 @@ def test_a_recurrent_layer_and_its_cell_agree_and_the_model_is_left_alone():
 def test_cli_writes_a_plot_and_reports_explosion(tmp_path, capsys):
     png, js = tmp_path / "g.png", tmp_path / "g.json"
     code = main(["gradflow", "--cells", "rnn-relu,lstm", "--length", "30", "--radius", "0.5,4",
-                 "--hidden", "6", "--batch", "2", "-o", str(png), "--json", str(js)])
+                 "--hidden-size", "6", "--batch-size", "2", "-o", str(png), "--json", str(js)])
     out = capsys.readouterr().out
     assert code == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -209,26 +209,31 @@ def test_cli_user_errors_are_one_line(tmp_path, capsys):
     assert main(["gradflow", "--cells", "nope", "-o", str(tmp_path / "g.png")]) == 2
     assert "unknown cell type" in capsys.readouterr().err
     assert main(["gradflow", "--length", "0", "-o", str(tmp_path / "g.png")]) == 2
+    capsys.readouterr()
+    assert main(["gradflow", "--text", "the cat", "-o", str(tmp_path / "g.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--model" in err  # --text needs a model to read it
+    assert not (tmp_path / "g.png").exists()
 
 
 def test_cli_measures_a_trained_language_model(tmp_path, capsys):
     """--model reads the text through the model's own embedding, from the sentence start."""
     import json
 
-    from rnnlab.lm import train_language_model
-    from rnnlab.lm.checkpoint import load_model
+    from rnnlab.lm import LM, train_language_model
 
     (tmp_path / "t.txt").write_text("the cat sat on the mat\nthe dog sat on the rug\n" * 40)
     train_language_model(tmp_path / "t.txt", tmp_path / "m", split=(0.1, 0), layers=2,
                          hidden_size=8, optimizer="adam", lr=0.01, bptt=5, batch_size=4,
-                         epochs=1, progress=False, quiet=True)
+                         epochs=1)
     png, js = tmp_path / "g.png", tmp_path / "g.json"
     assert main(["gradflow", "--model", str(tmp_path / "m"), "--text", "the cat sat",
                  "-o", str(png), "--json", str(js)]) == 0
     assert "4 tokens" in capsys.readouterr().out and png.exists()
     (measured,) = json.loads(js.read_text()).values()
 
-    model, vocab, _ = load_model(tmp_path / "m" / "best")
+    lm = LM.load(tmp_path / "m" / "best")
+    model, vocab = lm.model, lm.vocab
     ids = [vocab.stoi["</s>"]] + vocab.encode(["the", "cat", "sat"])
     x = model.embedding(torch.tensor(ids)).detach().unsqueeze(1)
     expected = dg.gradient_flow(model.rnn, x)

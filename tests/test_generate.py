@@ -4,21 +4,22 @@ import pytest
 import torch
 
 from rnnlab.errors import RnnlabError
-from rnnlab.lm.data import build_vocab, tokenize_lines
-from rnnlab.lm.generate import allowed_distribution, draw, generate, sample_token
+from rnnlab.lm import LM
+from rnnlab.lm.generate import allowed_distribution, draw, sample_token
 from rnnlab.lm.model import LanguageModel
-from rnnlab.lm.score import encode_prompt
+from rnnlab.text.pipeline import TextPipeline
 
 LINES = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog"]
 
 
 def tiny(mode: str = "stream"):
     torch.manual_seed(0)
-    vocab = build_vocab(tokenize_lines(LINES, "word", mode), "word", mode)
+    pipeline = TextPipeline("word", mode, False)
+    vocab = pipeline.build_vocab(LINES)
     model = LanguageModel(len(vocab), 8, 12, num_layers=2).eval()
     with torch.no_grad():
         model.decoder.weight.mul_(20)  # sharper distributions make greedy and beam differ
-    return model, vocab, {"level": "word", "mode": mode, "lower": False}
+    return LM(model, vocab, pipeline)
 
 
 def log_probs(model, ids: list[int]) -> torch.Tensor:
@@ -70,43 +71,46 @@ def test_temperature_sharpens():
 
 
 def test_same_seed_same_text():
-    model, vocab, config = tiny()
-    a = list(generate(model, vocab, config, "the cat", length=30, seed=3))
-    b = list(generate(model, vocab, config, "the cat", length=30, seed=3))
-    c = list(generate(model, vocab, config, "the cat", length=30, seed=4))
+    lm = tiny()
+    a = list(lm.generate("the cat", length=30, seed=3))
+    b = list(lm.generate("the cat", length=30, seed=3))
+    c = list(lm.generate("the cat", length=30, seed=4))
     assert a == b and len(a) == 30 and a != c
 
 
 def test_generation_leaves_grad_mode_alone_between_tokens():
-    model, vocab, config = tiny()
-    tokens = generate(model, vocab, config, "the", length=3, seed=0)
+    lm = tiny()
+    tokens = lm.generate("the", length=3, seed=0)
     next(tokens)
     assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
     assert len(list(tokens)) == 2
 
 
 def test_generated_tokens_respect_top_k():
-    model, vocab, config = tiny()
+    lm = tiny()
+    model, vocab = lm.model, lm.vocab
     context = [vocab["</s>"], vocab["the"]]
     allowed = set(torch.topk(log_probs(model, context), 2).indices.tolist())
-    firsts = {next(generate(model, vocab, config, "the", length=1, top_k=2, seed=s))
+    firsts = {next(lm.generate("the", length=1, top_k=2, seed=s))
               for s in range(40)}
     assert {vocab[t] for t in firsts} == allowed
 
 
 def test_beam_one_is_greedy():
-    model, vocab, config = tiny("sentence")
+    lm = tiny("sentence")
+    model, vocab = lm.model, lm.vocab
     ids = [vocab["<s>"], vocab["the"]]
     greedy = []
     for _ in range(8):
         greedy.append(int(log_probs(model, ids + greedy).argmax()))
-    beam = list(generate(model, vocab, config, "the", length=8, beam=1))
+    beam = list(lm.generate("the", length=8, beam=1))
     assert beam == vocab.decode(greedy)
-    assert list(generate(model, vocab, config, "the", length=8, top_k=1, seed=0)) == beam
+    assert list(lm.generate("the", length=8, top_k=1, seed=0)) == beam
 
 
 def test_wide_beam_finds_the_most_probable_continuation():
-    model, vocab, config = tiny()
+    lm = tiny()
+    model, vocab = lm.model, lm.vocab
     V, L = len(vocab), 3
     context = [vocab["</s>"], vocab["a"]]
 
@@ -120,51 +124,51 @@ def test_wide_beam_finds_the_most_probable_continuation():
         return sum(float(prefix[seq[:k]][seq[k]]) for k in range(L))
 
     best = max(itertools.product(range(V), repeat=L), key=logp)
-    beam = list(generate(model, vocab, config, "a", length=L, beam=V * V))
+    beam = list(lm.generate("a", length=L, beam=V * V))
     assert beam == vocab.decode(best)
 
 
 def test_stop_at_end_of_sentence():
-    model, vocab, config = tiny("sentence")
+    lm = tiny("sentence")
+    model, vocab = lm.model, lm.vocab
     with torch.no_grad():
         model.decoder.bias[vocab["</s>"]] = 5.0  # make the end likely
-    out = list(generate(model, vocab, config, "the", length=200, seed=0, stop_at_eos=True))
+    out = list(lm.generate("the", length=200, seed=0, stop_at_eos=True))
     assert out[-1] == "</s>" and "</s>" not in out[:-1]
-    beam = list(generate(model, vocab, config, "the", length=200, beam=3, stop_at_eos=True))
+    beam = list(lm.generate("the", length=200, beam=3, stop_at_eos=True))
     assert beam[-1] == "</s>"
 
 
 def test_avoid_unk():
-    model, vocab, config = tiny()
+    lm = tiny()
+    model, vocab = lm.model, lm.vocab
     with torch.no_grad():
         model.decoder.bias[vocab.unk_id] = 8.0  # <unk> nearly certain
-    assert "<unk>" in list(generate(model, vocab, config, "the", length=20, seed=0))
+    assert "<unk>" in list(lm.generate("the", length=20, seed=0))
     for options in ({"seed": 0}, {"beam": 3}):
-        out = list(generate(model, vocab, config, "the", length=20, avoid_unk=True, **options))
+        out = list(lm.generate("the", length=20, avoid_unk=True, **options))
         assert len(out) == 20 and "<unk>" not in out
 
 
 def test_unknown_prime_becomes_unk():
-    model, vocab, config = tiny()
-    ids, unknown = encode_prompt(vocab, config, "zebra giraffe")
+    lm = tiny()
+    vocab = lm.vocab
+    ids, unknown = lm.pipeline.encode_prompt("zebra giraffe", vocab)
     assert ids == [vocab.unk_id] * 2 and unknown == ["zebra", "giraffe"]
-    assert len(list(generate(model, vocab, config, "zebra giraffe", length=5, seed=0))) == 5
+    assert len(list(lm.generate("zebra giraffe", length=5, seed=0))) == 5
 
 
 @pytest.mark.parametrize("option", [{"temperature": 0}, {"temperature": -1}, {"top_p": 0},
                                     {"top_p": 1.5}, {"length": -1}, {"top_k": -2}, {"beam": -1}])
 def test_bad_settings_raise_before_generating(option):
-    model, vocab, config = tiny()
+    lm = tiny()
     with pytest.raises(RnnlabError):
-        generate(model, vocab, config, "the", **option)
+        lm.generate("the", **option)
 
 
 def test_cli_generate(tmp_path, capsys):
     from rnnlab.cli import main
-    from rnnlab.lm.checkpoint import save_model
-
-    model, vocab, config = tiny()
-    save_model(tmp_path / "m", model, vocab, config)
+    tiny().save(tmp_path / "m")
     args = ["generate", str(tmp_path / "m"), "--prime", "the cat", "--length", "12", "--seed", "5"]
     assert main(args) == 0
     first = capsys.readouterr().out

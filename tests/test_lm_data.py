@@ -7,15 +7,13 @@ from rnnlab.lm.data import (
     SentenceBatches,
     StreamBatches,
     batchify,
-    build_vocab,
-    encode_text,
     pad_sentences,
     read_text,
     split_lines,
     stream_block,
     stream_starts,
-    tokenize_lines,
 )
+from rnnlab.text.pipeline import TextPipeline
 
 PTB_LIKE = ["the <unk> sat", "", "a cat sat on the mat"]
 
@@ -31,32 +29,35 @@ def test_read_text_decodes_with_the_encoding_and_error_handler(tmp_path):
 
 
 def test_stream_word_lines_end_with_eos_and_keep_unk():
-    tokens = list(tokenize_lines(PTB_LIKE, "word", "stream"))
+    pipeline = TextPipeline("word", "stream")
+    tokens = list(pipeline.token_lines(PTB_LIKE))
     assert tokens == [["the", "<unk>", "sat", "</s>"], ["a", "cat", "sat", "on", "the", "mat", "</s>"]]
-    vocab = build_vocab(tokens, "word", "stream")
+    vocab = pipeline.build_vocab(PTB_LIKE)
     # PTB's rule: the file's own <unk> is the unk token; </s> plays <eos>; no <s> in streams
     assert vocab.itos[:2] == ["<unk>", "</s>"] and "<s>" not in vocab
     assert len(vocab) == 2 + len({"the", "sat", "a", "cat", "on", "mat"})
-    ids = encode_text(["the dog sat"], vocab, "word", "stream")
+    ids = pipeline.encode(["the dog sat"], vocab)
     assert vocab.decode(ids) == ["the", "<unk>", "sat", "</s>"]
 
 
 def test_sentence_mode_wraps_lines_in_bos_eos():
-    tokens = list(tokenize_lines(PTB_LIKE, "word", "sentence"))
+    pipeline = TextPipeline("word", "sentence")
+    tokens = list(pipeline.token_lines(PTB_LIKE))
     assert tokens[0] == ["<s>", "the", "<unk>", "sat", "</s>"] and len(tokens) == 2
-    vocab = build_vocab(tokens, "word", "sentence")
+    vocab = pipeline.build_vocab(PTB_LIKE)
     assert vocab.itos[:3] == ["<unk>", "<s>", "</s>"]
-    ids = encode_text(PTB_LIKE, vocab, "word", "sentence")
+    ids = pipeline.encode(PTB_LIKE, vocab)
     assert [len(s) for s in ids] == [5, 8]
 
 
 def test_characters_are_code_points_and_newline_is_a_token():
     lines = ["héllo 🙂", "", "ab"]
-    tokens = list(tokenize_lines(lines, "char", "stream"))
+    pipeline = TextPipeline("char", "stream")
+    tokens = list(pipeline.token_lines(lines))
     assert tokens == [["h", "é", "l", "l", "o", " ", "🙂", "\n"], ["\n"], ["a", "b", "\n"]]
-    vocab = build_vocab(tokens, "char", "stream")
+    vocab = pipeline.build_vocab(lines)
     assert "\n" in vocab and "🙂" in vocab and vocab.itos[0] == "<unk>"
-    assert list(tokenize_lines(["ab"], "char", "sentence")) == [["<s>", "a", "b", "</s>"]]
+    assert list(TextPipeline("char", "sentence").token_lines(["ab"])) == [["<s>", "a", "b", "</s>"]]
 
 
 def test_batchify_and_blocks_cover_the_stream_once():
@@ -115,14 +116,15 @@ def test_split_fractions_are_contiguous_and_deterministic():
 
 def test_segmented_lines_keep_their_tokens_exactly_in_both_modes():
     lines = ["我 爱 北京 OK", "", "天安门 上"]
-    assert list(tokenize_lines(lines, "segmented", "stream", lower=True)) == [
+    assert list(TextPipeline("segmented", "stream", lower=True).token_lines(lines)) == [
         ["我", "爱", "北京", "OK", "</s>"], ["天安门", "上", "</s>"]]
-    assert list(tokenize_lines(lines, "segmented", "sentence"))[1] == ["<s>", "天安门", "上", "</s>"]
+    assert list(TextPipeline("segmented", "sentence").token_lines(lines))[1] == [
+        "<s>", "天安门", "上", "</s>"]
 
 
 def test_unknown_level_is_one_clear_error():
     with pytest.raises(RnnlabError, match="level must be one of word, char, segmented, jieba"):
-        list(tokenize_lines(["a"], "bpe", "stream"))
+        TextPipeline("bpe", "stream")
 
 
 def test_a_line_longer_than_a_reading_piece_stays_one_line(tmp_path):
@@ -133,9 +135,9 @@ def test_a_line_longer_than_a_reading_piece_stays_one_line(tmp_path):
     path.write_text(" ".join(words) + "\nshort line\n", encoding="utf-8")
     lines = read_text(path)
     assert len(lines) == 2 and lines[0].split() == words
-    pieces = list(tokenize_lines(lines, "word", "stream"))
+    pieces = list(TextPipeline("word", "stream").token_lines(lines))
     assert len(pieces) > 2  # the long line is tokenized piece by piece ...
     tokens = [t for piece in pieces for t in piece]
     assert tokens == [*words, "</s>", "short", "line", "</s>"]  # ... with one end marker
-    chars = [t for line in tokenize_lines(lines, "char", "stream") for t in line]
+    chars = [t for line in TextPipeline("char", "stream").token_lines(lines) for t in line]
     assert chars.count("\n") == 2

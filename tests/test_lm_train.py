@@ -13,14 +13,15 @@ from safetensors.torch import load_file
 
 from rnnlab.cli import main
 from rnnlab.errors import RnnlabError
+from rnnlab.lm import LM
 from rnnlab.lm import train as train_module
-from rnnlab.lm.checkpoint import load_model
+from rnnlab.lm import trainer as trainer_module
 from rnnlab.lm.train import train_language_model
 from rnnlab.word2vec.vectors import WordVectors
 
 WORDS = "the cat sat on a mat and dog ran to house".split()
 TINY = dict(hidden_size=12, embed_size=12, layers=1, batch_size=4, bptt=5, eval_batch_size=2,
-            progress=False, quiet=True, threads=1)
+            threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +88,7 @@ def test_resume_refuses_changed_model_settings(tmp_path, corpus):
 
 
 def test_non_finite_steps_are_skipped(tmp_path, corpus, monkeypatch):
-    real = train_module.sequence_loss
+    real = trainer_module.sequence_loss
     calls = {"n": 0}
 
     def flaky(logits, targets):
@@ -99,7 +100,7 @@ def test_non_finite_steps_are_skipped(tmp_path, corpus, monkeypatch):
             return loss + torch.sqrt(logits.sum() * 0), count  # finite loss, NaN gradient
         return loss, count
 
-    monkeypatch.setattr(train_module, "sequence_loss", flaky)
+    monkeypatch.setattr(trainer_module, "sequence_loss", flaky)
     result = train_language_model(corpus, tmp_path / "m", epochs=1, **TINY)
     assert result.skipped_steps == 2 and result.history[0]["skipped"] == 2
     assert all(torch.isfinite(w).all() for w in weights(tmp_path / "m" / "last").values())
@@ -107,8 +108,8 @@ def test_non_finite_steps_are_skipped(tmp_path, corpus, monkeypatch):
 
 
 def test_too_many_non_finite_steps_stop_training(tmp_path, corpus, monkeypatch):
-    real = train_module.sequence_loss
-    monkeypatch.setattr(train_module, "sequence_loss",
+    real = trainer_module.sequence_loss
+    monkeypatch.setattr(trainer_module, "sequence_loss",
                         lambda logits, targets: (real(logits, targets)[0] * math.inf, 1))
     with pytest.raises(RnnlabError, match="4 non-finite steps in a row"):
         train_language_model(corpus, tmp_path / "m", max_bad_steps=4, **TINY)
@@ -120,7 +121,7 @@ def test_too_many_non_finite_steps_stop_training(tmp_path, corpus, monkeypatch):
 def test_summed_loss_scales_the_gradient_by_the_block_length(corpus):
     def first_layer(**kw):
         result = train_language_model(corpus, None, optimizer="sgd", lr=1.0, clip=0, **TINY, **kw)
-        return result.model.rnn.cells[0].W.detach()
+        return result.lm.model.rnn.cells[0].W.detach()
 
     start = first_layer(epochs=0)
     summed, mean = first_layer(loss="sum", max_steps=1), first_layer(loss="mean", max_steps=1)
@@ -143,14 +144,14 @@ def test_vectors_file_initialises_and_freezes_the_embedding(tmp_path, corpus):
     path, wv = write_vectors(tmp_path)
     settings = {k: v for k, v in TINY.items() if k != "embed_size"}
     result = train_language_model(corpus, None, vectors=str(path), epochs=0, **settings)
-    vocab, E = result.vocab, result.model.embedding.weight.detach().numpy()
+    vocab, E = result.lm.vocab, result.lm.model.embedding.weight.detach().numpy()
     np.testing.assert_array_equal(E[vocab["the"]], wv["The"])  # matched through lowercase
     np.testing.assert_array_equal(E[vocab["cat"]], wv["cat"])
     assert result.coverage["matched"] == 3 and result.coverage["lowercase"] == 1
     frozen = train_language_model(corpus, None, vectors=str(path), freeze_vectors=True,
                                   epochs=1, **settings)
-    assert frozen.model.decoder.weight.data_ptr() != frozen.model.embedding.weight.data_ptr()
-    np.testing.assert_array_equal(frozen.model.embedding.weight.detach().numpy(), E)
+    assert frozen.lm.model.decoder.weight.data_ptr() != frozen.lm.model.embedding.weight.data_ptr()
+    np.testing.assert_array_equal(frozen.lm.model.embedding.weight.detach().numpy(), E)
     with pytest.raises(RnnlabError, match="dimension 12 but the embedding has 8"):
         train_language_model(corpus, None, vectors=str(path), **dict(settings, embed_size=8))
 
@@ -164,8 +165,8 @@ def test_resume_with_vectors_keeps_their_embedding_size(tmp_path, corpus, freeze
     train_language_model(corpus, tmp_path / "a", epochs=2, **settings)
     train_language_model(corpus, tmp_path / "b", epochs=1, **settings)
     resumed = train_language_model(corpus, tmp_path / "b", resume=True, epochs=2)
-    assert resumed.model.embedding.weight.shape[1] == 12
-    assert resumed.model.embedding.weight.requires_grad is not freeze
+    assert resumed.lm.model.embedding.weight.shape[1] == 12
+    assert resumed.lm.model.embedding.weight.requires_grad is not freeze
     assert_same_weights(tmp_path / "a" / "last", tmp_path / "b" / "last")
 
 
@@ -176,6 +177,23 @@ def test_stopping_inside_the_first_epoch_still_writes_best(tmp_path, corpus):
     assert (config["epoch"], config["step"], config["partial"]) == (1, 2, True)
     assert math.isfinite(config["valid_loss"])
     assert_same_weights(tmp_path / "run" / "best", tmp_path / "run" / "last")
+    # The stop is evaluated and recorded: a partial line in metrics.jsonl, and on the curve.
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["partial"] is True and records[-1]["step"] == 2
+    assert records[-1] == result.partial
+    assert (tmp_path / "run" / "curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_recorded_validation_is_what_evaluate_gives(tmp_path, corpus):
+    valid = tmp_path / "valid.txt"
+    valid.write_text("".join(corpus.read_text().splitlines(keepends=True)[:15]))
+    result = train_language_model(corpus, tmp_path / "run", valid=str(valid), epochs=1, **TINY)
+    lm = LM.load(tmp_path / "run")
+    assert lm.eval_batch_size == TINY["eval_batch_size"]
+    figures = lm.evaluate(valid)  # every token once, read as validation reads it
+    assert figures["tokens"] == len(lm.pipeline.encode(valid.read_text().splitlines(), lm.vocab))
+    assert figures["loss"] == pytest.approx(result.history[0]["valid_loss"], rel=1e-9)
+    assert figures["perplexity"] == pytest.approx(result.history[0]["valid_ppl"], rel=1e-9)
 
 
 def test_cli_trains_a_tiny_model_end_to_end(tmp_path, corpus, capsys):
@@ -189,8 +207,8 @@ def test_cli_trains_a_tiny_model_end_to_end(tmp_path, corpus, capsys):
     assert [r["epoch"] for r in lines[:2]] == [1, 2] and "test_bpc" in lines[2]
     assert (out / "metrics.jsonl").read_text().count("\n") == 3
     assert (out / "curve.png").read_bytes()[:4] == b"\x89PNG"
-    model, vocab, config = load_model(out / "best")
-    assert config["level"] == "char" and config["mode"] == "stream" and "\n" in vocab
+    lm = LM.load(out / "best")
+    assert lm.pipeline.level == "char" and lm.pipeline.mode == "stream" and "\n" in lm.vocab
     with pytest.raises(SystemExit):
         main(["train", str(corpus), "--cell", "nope", "-o", str(out)])
     assert main(["train", str(tmp_path / "missing.txt"), "-o", str(out / "x")]) == 2
@@ -210,7 +228,7 @@ def uninterrupted(corpus, tmp_path_factory):
 
 def signal_at_step(monkeypatch, step: int, *signals: int):
     """Send this process `signals` during training step `step` (from its loss computation)."""
-    real = train_module.sequence_loss
+    real = trainer_module.sequence_loss
     calls = {"n": 0}
 
     def loss(logits, targets):
@@ -220,7 +238,7 @@ def signal_at_step(monkeypatch, step: int, *signals: int):
                 os.kill(os.getpid(), sig)
         return real(logits, targets)
 
-    monkeypatch.setattr(train_module, "sequence_loss", loss)
+    monkeypatch.setattr(trainer_module, "sequence_loss", loss)
     return real
 
 
@@ -229,10 +247,12 @@ def test_ctrl_c_saves_exits_130_and_resumes_to_the_same_weights(tmp_path, corpus
     real = signal_at_step(monkeypatch, 8, signal.SIGINT)
     out = tmp_path / "b"
     assert main(["train", str(corpus), *KILL_ARGS[:-1], "-o", str(out)]) == 130
-    assert "interrupted" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"interrupted: checkpoint saved in {out / 'last'}; continue with: rnnlab train -o" in err
+    assert err.rstrip().endswith("--resume")
     state = json.loads((out / "last" / "training.json").read_text())
     assert state["global_step"] == 8  # the step under way finished, then training stopped
-    monkeypatch.setattr(train_module, "sequence_loss", real)
+    monkeypatch.setattr(trainer_module, "sequence_loss", real)
     assert main(["train", "-o", str(out), "--resume", "--quiet", "--no-progress"]) == 0
     assert_same_weights(uninterrupted / "last", out / "last")
 
@@ -262,20 +282,20 @@ def test_sigterm_saves_like_ctrl_c(tmp_path, corpus, uninterrupted, monkeypatch,
     out = tmp_path / "b"
     assert main(["train", str(corpus), *KILL_ARGS, "-o", str(out)]) == 130
     assert json.loads((out / "last" / "training.json").read_text())["global_step"] == 5
-    monkeypatch.setattr(train_module, "sequence_loss", real)
+    monkeypatch.setattr(trainer_module, "sequence_loss", real)
     assert main(["train", "-o", str(out), "--resume", "--quiet", "--no-progress"]) == 0
     assert_same_weights(uninterrupted / "last", out / "last")
 
 
 def test_checkpoint_every_minutes_saves_when_due(tmp_path, corpus, monkeypatch):
     saves = []
-    real = train_module.Trainer.save_last
+    real = trainer_module.Trainer.save_last
 
     def counting(self):
-        saves.append(self.global_step)
+        saves.append(self.p.global_step)
         real(self)
 
-    monkeypatch.setattr(train_module.Trainer, "save_last", counting)
+    monkeypatch.setattr(trainer_module.Trainer, "save_last", counting)
     train_language_model(corpus, tmp_path / "m", epochs=1, max_steps=6,
                          checkpoint_minutes=1e-9, **TINY)
     assert saves == [1, 2, 3, 4, 5, 6]  # every step is past due; the last is the stop's save
@@ -303,15 +323,15 @@ def test_checkpoint_every_takes_steps_or_minutes(tmp_path, corpus, monkeypatch, 
 
 def test_bf16_autocast_trains_on_cpu_with_a_float32_loss(tmp_path, corpus, monkeypatch):
     seen = []
-    real = train_module.sequence_loss
-    monkeypatch.setattr(train_module, "sequence_loss",
+    real = trainer_module.sequence_loss
+    monkeypatch.setattr(trainer_module, "sequence_loss",
                         lambda logits, targets: seen.append(logits.dtype) or real(logits, targets))
     for cell in ("lstm", "gru", "peephole"):
         result = train_language_model(corpus, None, split=(0.1, 0), epochs=2, optimizer="adam",
                                       lr=0.02, precision="bf16", cell=cell, **TINY)
         assert math.isfinite(result.history[-1]["valid_loss"])
-        assert result.history[-1]["train_loss"] < math.log(len(result.vocab))
-        assert all(p.dtype == torch.float32 for p in result.model.parameters())
+        assert result.history[-1]["train_loss"] < math.log(len(result.lm.vocab))
+        assert all(p.dtype == torch.float32 for p in result.lm.model.parameters())
     assert seen and set(seen) == {torch.float32}
     with pytest.raises(RnnlabError, match="precision must be one of"):
         train_language_model(corpus, None, precision="fp8", **TINY)

@@ -41,7 +41,8 @@ def user_error(capsys, argv: list, *needles: str) -> str:
     """Run the CLI in-process; assert exit 2 and one error line holding every needle."""
     rc = main([str(a) for a in argv])
     _, err = capsys.readouterr()
-    lines = err.strip().splitlines()
+    # As a terminal shows it: a progress bar that cleared itself with "\r" leaves nothing.
+    lines = [line.split("\r")[-1] for line in err.strip().split("\n")]
     assert rc == 2, (rc, err)
     assert len(lines) == 1, err
     assert lines[0].startswith(f"rnnlab {argv[0]}: error: "), lines[0]
@@ -139,26 +140,26 @@ def test_outputs_that_overflow_are_refused_in_the_forward_pass(capsys, lm, tmp_p
 
 
 def test_non_finite_outputs_never_index_out_of_range(lm):
-    from rnnlab.lm.checkpoint import load_model
-    from rnnlab.lm.generate import generate, sample_token
-    from rnnlab.lm.score import evaluate, score_sentence
+    from rnnlab.lm import LM
+    from rnnlab.lm.generate import sample_token
 
-    model, vocab, config = load_model(lm / "lm")
+    loaded = LM.load(lm / "lm")
     with torch.no_grad():
-        model.decoder.bias[3] = float("nan")
-    for call in (lambda: score_sentence(model, vocab, config, "the cat"),
-                 lambda: evaluate(model, vocab, config, lm / "text.txt"),
-                 lambda: generate(model, vocab, config, "the", 3, seed=1),
-                 lambda: generate(model, vocab, config, "the", 3, beam=2)):
+        loaded.model.decoder.bias[3] = float("nan")
+    for call in (lambda: loaded.score("the cat"),
+                 lambda: loaded.evaluate(lm / "text.txt"),
+                 lambda: loaded.generate("the", 3, seed=1),
+                 lambda: loaded.generate("the", 3, beam=2)):
         with pytest.raises(RnnlabError, match="not finite"):
             call()
     # Finite after the prime, NaN one step later: sampling and beam search stop cleanly.
-    model, vocab, config = load_model(lm / "lm")
+    loaded = LM.load(lm / "lm")
+    model = loaded.model
     step = model.step
     model.step = lambda token, state: (torch.full_like(step(token, state)[0], float("nan")), state)
     for beam in (0, 2):
         with pytest.raises(RnnlabError, match="not finite"):
-            list(generate(model, vocab, config, "the", 5, seed=1, beam=beam, top_p=0.9))
+            list(loaded.generate("the", 5, seed=1, beam=beam, top_p=0.9))
     generator = torch.Generator().manual_seed(0)
     with pytest.raises(RnnlabError, match="not finite"):
         sample_token(torch.tensor([0.0, float("inf"), 1.0]), generator, top_k=2)
@@ -244,15 +245,13 @@ def test_score_marks_and_counts_unknown_tokens(capsys, lm):
 
 
 def test_evaluate_reports_the_share_of_unknown_tokens(capsys, lm, tmp_path):
-    from rnnlab.lm.checkpoint import load_model
-    from rnnlab.lm.score import evaluate
+    from rnnlab.lm import LM
 
     (tmp_path / "caps.txt").write_text("The Cat sat\nthe <unk> mat\n")
     with kept(tmp_path), kept(lm):
         assert main(["evaluate", str(lm / "lm"), str(tmp_path / "caps.txt")]) == 0
         assert "out of vocabulary: 2 of 8 tokens (25.00 %), scored as <unk>" in capsys.readouterr().out
-    model, vocab, config = load_model(lm / "lm")
-    result = evaluate(model, vocab, config, tmp_path / "caps.txt", batch=1)
+    result = LM.load(lm / "lm").evaluate(tmp_path / "caps.txt", batch_size=1)
     assert (result["tokens"], result["oov"], result["oov_rate"]) == (8, 2, 0.25)
 
 
@@ -285,5 +284,5 @@ def test_score_cli_prints_no_hidden_characters(capsys, lm, tmp_path):
         assert "\u202e" not in out and "\u0301" not in out
         assert main(["score", str(lm / "lm"), "--file", str(tmp_path / "s.txt")]) == 0
         out = capsys.readouterr().out
-        assert "sentence 1: the U+202Ecat" in out and "sentence 2: sat U+0301on e\u0301" in out
+        assert "line 1: the U+202Ecat" in out and "line 2: sat U+0301on e\u0301" in out
         assert "\u202e" not in out and out.count("\u0301") == 2  # e\u0301 in the header and table

@@ -124,7 +124,7 @@ def test_a_folder_output_where_a_file_is_is_refused(work):
     (["embed", "text.txt", "--size", "8", "--min-count", "1", "--quiet"], "vectors.bin"),
     (["embed", "text.txt", "--size", "8", "--min-count", "1", "--quiet"], "w2v"),
     (["vectors-plot", "vectors.bin", "the", "cat", "dog"], "map.png"),
-    (["gradflow", "--cells", "rnn", "--length", "5", "--hidden", "4"], "map.png"),
+    (["gradflow", "--cells", "rnn", "--length", "5", "--hidden-size", "4"], "map.png"),
 ], ids=["vectors-file", "vectors-folder", "plot", "gradflow"])
 def test_an_output_is_replaced_only_with_overwrite(work, argv, output):
     before = checksums(work)
@@ -188,7 +188,7 @@ def test_other_outputs_checked_before_the_work(work, argv):
 
 def test_plots_are_written_in_the_format_their_name_asks_for(work):
     assert cli("vectors-plot", "vectors.bin", "the", "cat", "dog", "-o", "map.svg", cwd=work)[0] == 0
-    assert cli("gradflow", "--cells", "rnn", "--length", "5", "--hidden", "4", "-o", "g.pdf",
+    assert cli("gradflow", "--cells", "rnn", "--length", "5", "--hidden-size", "4", "-o", "g.pdf",
                cwd=work)[0] == 0
     assert b"<svg" in (work / "map.svg").read_bytes()[:400]
     assert (work / "g.pdf").read_bytes()[:5] == b"%PDF-"

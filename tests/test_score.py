@@ -1,3 +1,4 @@
+import json
 import math
 import subprocess
 import sys
@@ -6,9 +7,10 @@ import pytest
 import torch
 
 from rnnlab.errors import RnnlabError
-from rnnlab.lm.data import build_vocab, tokenize_lines
+from rnnlab.lm import LM
 from rnnlab.lm.model import LanguageModel
-from rnnlab.lm.score import SentenceScore, TokenScore, evaluate, format_table, score_sentence
+from rnnlab.lm.score import SentenceScore, TokenScore, format_table
+from rnnlab.text.pipeline import TextPipeline
 from rnnlab.text.width import display_width, pad
 
 LINES = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog",
@@ -17,9 +19,10 @@ LINES = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog",
 
 def tiny(mode: str = "stream", level: str = "word", cell: str = "lstm"):
     torch.manual_seed(0)
-    vocab = build_vocab(tokenize_lines(LINES, level, mode), level, mode)
+    pipeline = TextPipeline(level, mode, False)
+    vocab = pipeline.build_vocab(LINES)
     model = LanguageModel(len(vocab), 8, 12, num_layers=2, cell=cell).eval()
-    return model, vocab, {"level": level, "mode": mode, "lower": False}
+    return LM(model, vocab, pipeline)
 
 
 def brute_force(model, context: list[int], ids: list[int]) -> list[float]:
@@ -34,8 +37,9 @@ def brute_force(model, context: list[int], ids: list[int]) -> list[float]:
 
 @pytest.mark.parametrize("mode,start", [("stream", "</s>"), ("sentence", "<s>")])
 def test_sentence_score_equals_prefix_by_prefix(mode, start):
-    model, vocab, config = tiny(mode)
-    result = score_sentence(model, vocab, config, "the cat sat on the mat")
+    lm = tiny(mode)
+    model, vocab = lm.model, lm.vocab
+    result = lm.score("the cat sat on the mat")
     assert [r.token for r in result.rows] == "the cat sat on the mat </s>".split()
     expected = brute_force(model, [vocab[start]], [r.id for r in result.rows])
     assert [r.logprob for r in result.rows] == pytest.approx(expected, abs=1e-6)
@@ -45,8 +49,9 @@ def test_sentence_score_equals_prefix_by_prefix(mode, start):
 
 
 def test_unknown_words_are_scored_as_unk_and_eos_is_optional():
-    model, vocab, config = tiny()
-    result = score_sentence(model, vocab, config, "the zebra sat", eos=False)
+    lm = tiny()
+    vocab = lm.vocab
+    result = lm.score("the zebra sat", eos=False)
     assert [(r.token, r.mapped) for r in result.rows] == [
         ("the", "the"), ("zebra", "<unk>"), ("sat", "sat")]
     assert result.rows[1].id == vocab.unk_id
@@ -55,23 +60,26 @@ def test_unknown_words_are_scored_as_unk_and_eos_is_optional():
 
 
 def test_empty_sentence_is_an_error():
-    model, vocab, config = tiny()
+    lm = tiny()
     with pytest.raises(RnnlabError):
-        score_sentence(model, vocab, config, "   ")
+        lm.score("   ")
 
 
-def test_stream_evaluation_is_exp_of_mean_token_loss(tmp_path):
-    model, vocab, config = tiny()
+def test_stream_evaluation_is_exp_of_mean_token_loss(tmp_path, monkeypatch):
+    lm = tiny()
+    model, vocab = lm.model, lm.vocab
     path = tmp_path / "valid.txt"
     path.write_text("\n".join(LINES[:3]) + "\n")
-    ids = [i for tokens in tokenize_lines(LINES[:3]) for i in vocab.encode(tokens)]
+    ids = lm.pipeline.encode(LINES[:3], vocab)
     losses = [-lp for lp in brute_force(model, [vocab["</s>"]], ids)]
-    exact = evaluate(model, vocab, config, path, batch=1)
+    exact = lm.evaluate(path, batch_size=1)
     assert exact["tokens"] == len(ids)
     assert exact["loss"] == pytest.approx(sum(losses) / len(ids))
-    assert exact["ppl"] == pytest.approx(math.exp(sum(losses) / len(ids)))
+    assert exact["perplexity"] == pytest.approx(math.exp(sum(losses) / len(ids)))
     # Side by side in 3 pieces: every token still predicted once, each piece from a zero state.
-    pieces = evaluate(model, vocab, config, path, batch=3, bptt=4)
+    # Read in blocks of 4 steps, the state carried from block to block.
+    monkeypatch.setattr("rnnlab.lm.evaluation.EVAL_BPTT", 4)
+    pieces = lm.evaluate(path, batch_size=3)
     stream = [vocab["</s>"]] + ids
     bounds = [round(b * len(ids) / 3) for b in range(4)]
     total = sum(-sum(brute_force(model, stream[a:a + 1], stream[a + 1:e + 1]))
@@ -81,32 +89,30 @@ def test_stream_evaluation_is_exp_of_mean_token_loss(tmp_path):
 
 
 def test_sentence_evaluation_adds_up_sentence_scores(tmp_path):
-    model, vocab, config = tiny("sentence", cell="gru")
+    lm = tiny("sentence", cell="gru")
     path = tmp_path / "valid.txt"
     path.write_text("\n".join(LINES) + "\n")
-    result = evaluate(model, vocab, config, path, batch=3)
-    scores = [score_sentence(model, vocab, config, line) for line in LINES]
+    result = lm.evaluate(path, batch_size=3)
+    scores = [lm.score(line) for line in LINES]
     assert result["tokens"] == sum(len(s.rows) for s in scores)
     assert result["loss"] * result["tokens"] == pytest.approx(-sum(s.logprob for s in scores))
 
 
 def test_char_level_reports_bits_per_character(tmp_path):
-    model, vocab, config = tiny(level="char")
+    lm = tiny(level="char")
     path = tmp_path / "valid.txt"
     path.write_text("the cat\n")
-    result = evaluate(model, vocab, config, path, batch=1)
+    result = lm.evaluate(path, batch_size=1)
     assert result["tokens"] == len("the cat\n")
-    assert result["bits"] == pytest.approx(result["loss"] / math.log(2))
-    row = score_sentence(model, vocab, config, "at").rows
+    assert result["bits_per_char"] == pytest.approx(result["loss"] / math.log(2))
+    row = lm.score("at").rows
     assert [r.token for r in row] == ["a", "t", "\n"]
 
 
 def test_cli_score_and_evaluate(tmp_path, capsys):
     from rnnlab.cli import main
-    from rnnlab.lm.checkpoint import save_model
-
-    model, vocab, config = tiny()
-    save_model(tmp_path / "m", model, vocab, config)
+    lm = tiny()
+    lm.save(tmp_path / "m")
     text = tmp_path / "valid.txt"
     text.write_text("the cat sat\nthe zebra sat on the mat\n")
     assert main(["score", str(tmp_path / "m"), "the zebra sat"]) == 0
@@ -114,10 +120,18 @@ def test_cli_score_and_evaluate(tmp_path, capsys):
     assert "zebra" in out and "<unk>" in out and "perplexity" in out
     assert main(["score", str(tmp_path / "m"), "--file", str(text)]) == 0
     assert "all 2 sentences" in capsys.readouterr().out
+    gappy = tmp_path / "gappy.txt"
+    gappy.write_text("the cat\n\nthe mat\n")  # sentences are labelled by their file line
+    assert main(["score", str(tmp_path / "m"), "--file", str(gappy)]) == 0
+    out = capsys.readouterr().out
+    assert "line 1: the cat" in out and "line 3: the mat" in out and "line 2" not in out
     assert main(["evaluate", str(tmp_path / "m"), str(text)]) == 0
-    expected = evaluate(model, vocab, config, text)
-    assert f"perplexity {expected['ppl']:.2f}" in capsys.readouterr().out
-    save_model(tmp_path / "run" / "best", model, vocab, config)  # a training run's folder
+    expected = lm.evaluate(text)
+    assert f"perplexity {expected['perplexity']:.2f}" in capsys.readouterr().out
+    for flag in ("--batch-size", "--batch"):  # the old spelling still works
+        assert main(["evaluate", str(tmp_path / "m"), str(text), "--json", flag, "1"]) == 0
+        assert json.loads(capsys.readouterr().out) == pytest.approx(lm.evaluate(text, batch_size=1))
+    lm.save(tmp_path / "run" / "best")  # a training run's folder
     assert main(["score", str(tmp_path / "run"), "the cat"]) == 0
     assert "perplexity" in capsys.readouterr().out
     assert main(["score", str(tmp_path / "m")]) == 2
@@ -149,14 +163,19 @@ def test_display_width_and_pad():
 @pytest.mark.parametrize("first", ["rnnlab.lm", "rnnlab.lm.score", "rnnlab.lm.generate"])
 def test_notebook_api_imports_from_rnnlab_lm_in_a_fresh_interpreter(first):
     code = (f"import {first}\n"
-            "from rnnlab.lm import (KneserNeyBigram, LanguageModel, SentenceScore, TrainSettings, "
-            "evaluate, format_table, generate, load_model, save_model, score_sentence, "
+            "import rnnlab.lm\n"
+            "from rnnlab.lm import (LM, Activations, KneserNeyBigram, LanguageModel, SentenceScore, "
+            "TextPipeline, TokenScore, TrainResult, TrainSettings, format_table, "
             "train_language_model)\n"
             "import sys\n"
+            "assert sorted(rnnlab.lm.__all__) == sorted(['LM', 'Activations', 'KneserNeyBigram', "
+            "'LanguageModel', 'SentenceScore', 'TextPipeline', 'TokenScore', 'TrainResult', "
+            "'TrainSettings', 'format_table', 'train_language_model'])\n"
             "lm = {name: sys.modules[f'rnnlab.lm.{name}']\n"
-            "      for name in ('checkpoint', 'generate', 'score', 'train')}\n"
-            "assert generate is lm['generate'].generate and score_sentence is lm['score'].score_sentence\n"
-            "assert load_model is lm['checkpoint'].load_model\n"
+            "      for name in ('bundle', 'checkpoint', 'generate', 'score', 'settings', 'train')}\n"
+            "assert LM is lm['bundle'].LM and format_table is lm['score'].format_table\n"
+            "assert TrainSettings is lm['settings'].TrainSettings\n"
+            "assert TextPipeline is sys.modules['rnnlab.text.pipeline'].TextPipeline\n"
             "assert train_language_model is lm['train'].train_language_model\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr

@@ -199,19 +199,23 @@ def _in_mirror(mirror: Path, corpus: CorpusInfo, f: RemoteFile) -> Path | None:
 
 
 def corpus_files(name: str, data_dir: str | os.PathLike | None = None, *, download_missing: bool = True,
-                 progress: bool = True, overwrite: bool = False) -> dict[str, Path]:
+                 progress: bool = True, overwrite: bool = False,
+                 splits: tuple[str, ...] | None = None) -> dict[str, Path]:
     """Local paths of a known corpus, split name -> path (e.g. "train", "valid", "test").
 
     Looks in the mirror (`data_dir` or $RNNLAB_DATA), then the cache, then downloads into the
     cache. Every file returned has the registered SHA-256; a path may end in .gz (a mirror's
     compressed copy), which rnnlab's text readers stream. With `download_missing=False` a file
-    in neither place is a RnnlabError instead of a download. A cached file that fails its
+    in neither place is a RnnlabError instead of a download. `splits` limits the files looked
+    up (default: all). A cached file that fails its
     checksum (edited, disk trouble) is downloaded again only with `overwrite`.
     """
     corpus = get_corpus(name)
     mirror = mirror_dir(data_dir)
     paths = {}
     for f in corpus.files:
+        if splits is not None and f.split not in splits:
+            continue
         path = _in_mirror(mirror, corpus, f) if mirror else None
         if path is None:
             path = cache_dir() / corpus.name / f.name
@@ -228,11 +232,14 @@ def corpus_files(name: str, data_dir: str | os.PathLike | None = None, *, downlo
     return paths
 
 
-def file_or_corpus(name: str, split: str = "train") -> str:
-    """`name` itself when it is a path or no known corpus; else that corpus's `split` file."""
+def file_or_corpus(name: str, split: str = "train",
+                   data_dir: str | os.PathLike | None = None) -> str:
+    """`name` itself when it is a path or no known corpus; else that corpus's `split` file
+    (from the mirror `data_dir`, the cache or the web; only that split is looked up)."""
     if os.path.exists(name) or name not in REGISTRY:
         return name
-    files = corpus_files(name)
-    if split not in files:
-        raise RnnlabError(f"corpus {name} has no {split} split (it has {', '.join(files)})")
+    splits = [f.split for f in get_corpus(name).files]
+    if split not in splits:
+        raise RnnlabError(f"corpus {name} has no {split} split (it has {', '.join(splits)})")
+    files = corpus_files(name, data_dir, splits=(split,))
     return str(files[split])

@@ -29,10 +29,9 @@ import torch
 
 from rnnlab.errors import RnnlabError
 from rnnlab.fileio import atomic_dir, atomic_write
-from rnnlab.lm.data import encode_text, read_text
-from rnnlab.lm.generate import generate
+from rnnlab.lm.data import read_text
 from rnnlab.lm.kneser_ney import KneserNeyBigram
-from rnnlab.lm.score import evaluate_ids, format_table, score_sentence, start_ids
+from rnnlab.lm.score import format_table
 from rnnlab.lm.train import train_language_model
 from rnnlab.text.tokenize import tokenize_words
 
@@ -127,9 +126,10 @@ def prepare_corpus(folder: Path, sentences: int | None = None) -> dict:
     for name, sentences in (("train", train), ("valid", valid)):
         with atomic_write(folder / f"{name}.txt") as f:
             f.writelines(" ".join(s) + "\n" for s in sentences)
+    # Tokens as the language model counts them: the words and each sentence's end marker.
     return {"articles": k + 1,
-            "train_sentences": len(train), "train_tokens": sum(map(len, train)),
-            "valid_sentences": len(valid), "valid_tokens": sum(map(len, valid))}
+            "train_sentences": len(train), "train_tokens": sum(map(len, train)) + len(train),
+            "valid_sentences": len(valid), "valid_tokens": sum(map(len, valid)) + len(valid)}
 
 
 def train_vectors(sentences: list[list[str]], folder: Path, sizes: dict, say: Callable) -> dict:
@@ -159,8 +159,9 @@ def train_vectors(sentences: list[list[str]], folder: Path, sizes: dict, say: Ca
     return result
 
 
-def train_lm(folder: Path, sizes: dict, seed: int, quick: bool, say: Callable):
-    """The LSTM language model, one epoch per call so that each epoch's result is printed."""
+def train_lm(folder: Path, sizes: dict, seed: int, say: Callable, report: Callable | None):
+    """The LSTM language model, one epoch per call so that each epoch's result is said;
+    `report` hears the trainer's progress (rnnlab.lm.trainer)."""
     for epoch in range(1, sizes["epochs"] + 1):
         first = dict(min_count=sizes["min_count"], vectors=str(folder / "word2vec"),
                      embed_size=sizes["vector_size"],
@@ -171,8 +172,8 @@ def train_lm(folder: Path, sizes: dict, seed: int, quick: bool, say: Callable):
                      valid=str(folder / "corpus" / "valid.txt"))
         trained = train_language_model(
             folder / "corpus" / "train.txt", folder / "lm", resume=epoch > 1,
-            **({} if epoch > 1 else first), epochs=epoch, threads=sizes["threads"], quiet=True,
-            progress=not quick)
+            **({} if epoch > 1 else first), epochs=epoch, threads=sizes["threads"],
+            report=report)
         h = trained.history[-1]
         say(f"   epoch {epoch}: validation perplexity {h['valid_ppl']:.1f} "
             f"(training {h['train_ppl']:.1f}; {h['seconds']:.0f} s, {h['tokens_per_s']:,} tokens/s)")
@@ -180,8 +181,10 @@ def train_lm(folder: Path, sizes: dict, seed: int, quick: bool, say: Callable):
 
 
 def run_demo(outdir: str | Path = "demo-output", quick: bool = False, seed: int = 1,
-             say: Callable[[str], None] = print) -> dict:
-    """Run every step of the demo, printing as it goes; returns (and saves) the figures."""
+             say: Callable[[str], None] = lambda line: None,
+             report: Callable[[str, dict], None] | None = None) -> dict:
+    """Run every step of the demo, handing each line of its account to `say` (and the
+    language model's training progress to `report`); returns (and saves) the figures."""
     sizes = QUICK if quick else FULL
     torch.manual_seed(seed)
     began = time.perf_counter()
@@ -204,21 +207,22 @@ def run_demo(outdir: str | Path = "demo-output", quick: bool = False, seed: int 
         log(f"\n== 2. LSTM language model ({sizes['layers']} × {sizes['hidden_size']}, input "
             f"embedding from the word vectors), {sizes['epochs']} epochs")
         start = time.perf_counter()
-        trained = train_lm(tmp, sizes, seed, quick, log)
-        model, vocab, config = trained.model, trained.vocab, trained.config
+        trained = train_lm(tmp, sizes, seed, log, report)
+        lm = trained.lm
         lm_seconds = time.perf_counter() - start
-        valid_ids = encode_text(valid_lines, vocab, "word", "stream")
-        lstm = evaluate_ids(model, vocab, config, valid_ids, batch=1)
-        kn = KneserNeyBigram(len(vocab)).fit(encode_text(train_lines, vocab, "word", "stream"))
-        kn_ppl = kn.perplexity(start_ids(vocab, config) + valid_ids)
-        log(f"   vocabulary {len(vocab):,} words (count ≥ {sizes['min_count']}), "
+        # The best epoch's model, evaluated exactly as training evaluated it.
+        lstm = lm.evaluate(valid_lines)
+        kn = KneserNeyBigram(len(lm.vocab)).fit(lm.pipeline.encode(train_lines, lm.vocab))
+        kn_ppl = kn.perplexity(lm.pipeline.start_ids(lm.vocab)
+                               + lm.pipeline.encode(valid_lines, lm.vocab))
+        log(f"   vocabulary {len(lm.vocab):,} words (count ≥ {sizes['min_count']}), "
             f"trained in {lm_seconds:.0f} s")
-        log(f"   validation perplexity: LSTM {lstm['ppl']:.1f}   vs   "
+        log(f"   validation perplexity: LSTM {lstm['perplexity']:.1f}   vs   "
             f"Kneser–Ney bigram {kn_ppl:.1f}   ({lstm['tokens']:,} tokens)")
-        if lstm["ppl"] >= kn_ppl and not quick:
+        if lstm["perplexity"] >= kn_ppl and not quick:
             log("   (the LSTM did not beat the bigram model this time)")
 
-        result = score_sentence(model, vocab, config, SENTENCE)
+        result = lm.score(SENTENCE)
         table = format_table(result)
         log(f"\n== 3. P(w_t | <S>, w_1 … w_(t-1)) for one sentence\n{table}")
         with atomic_write(tmp / "score.txt") as f:
@@ -227,22 +231,21 @@ def run_demo(outdir: str | Path = "demo-output", quick: bool = False, seed: int 
         log("\n== 4. samples (<unk> left out)")
         samples = {}
         for temperature in (1.0, 0.5):
-            tokens = generate(model, vocab, config, "the", length=60, temperature=temperature,
-                              seed=seed, avoid_unk=True)
-            text = "the " + " ".join(tokens).replace(" </s> ", "\n").replace("</s>", "\n")
+            text = "the" + "".join(lm.write("the", length=60, temperature=temperature,
+                                            seed=seed, avoid_unk=True))
             samples[str(temperature)] = text
             log(f"-- temperature {temperature}:\n{text.strip()}")
         with atomic_write(tmp / "samples.txt") as f:
             f.writelines(f"temperature {t}:\n{text.strip()}\n\n" for t, text in samples.items())
 
         summary = {"corpus": corpus, "word2vec": vectors, "quick": quick, "seed": seed,
-                   "lm": {"vocab": len(vocab), "settings": {k: sizes[k] for k in (
+                   "lm": {"vocab": len(lm.vocab), "settings": {k: sizes[k] for k in (
                           "hidden_size", "layers", "epochs", "bptt", "batch_size", "lr")},
-                          "seconds": lm_seconds, "valid_ppl": lstm["ppl"],
+                          "seconds": lm_seconds, "valid_ppl": lstm["perplexity"],
                           "valid_loss": lstm["loss"], "valid_tokens": lstm["tokens"],
                           "history": trained.history},
                    "kneser_ney": {"valid_ppl": kn_ppl, "discount": kn.D},
-                   "lstm_beats_kneser_ney": lstm["ppl"] < kn_ppl,
+                   "lstm_beats_kneser_ney": lstm["perplexity"] < kn_ppl,
                    "sentence": {"text": SENTENCE, "logprob": result.logprob,
                                 "perplexity": result.perplexity},
                    "samples": samples,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rnnlab.cli._options import add_overwrite
+from rnnlab.cli._progress import TrainingReport
 from rnnlab.outputs import check_output, output_lock
 
 
@@ -30,5 +31,6 @@ def run(args: argparse.Namespace) -> int:
 
     check_output(args.outdir, "demo", overwrite=args.overwrite)
     with output_lock(args.outdir, "demo"):
-        run_demo(args.outdir, quick=args.quick, seed=args.seed)
+        run_demo(args.outdir, quick=args.quick, seed=args.seed, say=print,
+                 report=TrainingReport(progress=not args.quick, notes=False, records=False))
     return 0

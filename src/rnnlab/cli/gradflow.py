@@ -11,11 +11,13 @@ from tqdm import tqdm
 
 from rnnlab import diagnostics
 from rnnlab.cells import CELL_TYPES
-from rnnlab.cli._options import add_overwrite
-from rnnlab.device import DEVICE_HELP, resolve_device
+from rnnlab.cli._options import add_compute_options, add_overwrite, apply_threads
+from rnnlab.device import resolve_device
 from rnnlab.errors import RnnlabError
 from rnnlab.fileio import atomic_write
 from rnnlab.outputs import check_output, plot_format
+
+DEFAULT_TEXT = "the meaning of a word depends on the words before it"
 
 
 def _radii(text: str) -> list[float | None]:
@@ -44,9 +46,11 @@ def register(subparsers) -> None:
                    help="comma-separated spectral radii; every recurrent matrix of the cell (U; "
                         "for gated cells each gate's h-columns, and the peephole matrices) is "
                         "rescaled to each one; 'init' keeps the initialisation (default init)")
-    p.add_argument("--hidden", type=int, default=32, help="hidden size (default 32)")
+    p.add_argument("--hidden-size", "--hidden", dest="hidden", type=int, default=32,
+                   help="hidden size (default 32)")
     p.add_argument("--input-size", type=int, default=8, help="input size (default 8)")
-    p.add_argument("--batch", type=int, default=4, help="sequences averaged over (default 4)")
+    p.add_argument("--batch-size", "--batch", dest="batch", type=int, default=4,
+                   help="sequences averaged over (default 4)")
     p.add_argument("--seed", type=int, default=0, help="seed for cells and input (default 0)")
     p.add_argument("--threshold", type=float, default=1e6,
                    help="a norm above this counts as exploded (default 1e6)")
@@ -54,25 +58,27 @@ def register(subparsers) -> None:
     p.add_argument("--model", help="a trained language model (folder, or the output folder of "
                                    "`rnnlab train`): measure its recurrent layers on --text "
                                    "instead of fresh cells")
-    p.add_argument("--text", default="the meaning of a word depends on the words before it",
-                   help="the input read by --model, from the sentence start")
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--text", default=None,
+                   help=f"with --model: the input it reads, from the sentence start (default "
+                        f"{DEFAULT_TEXT!r})")
+    add_compute_options(p)
     p.set_defaults(func=run)
 
 
 def model_flow(args: argparse.Namespace) -> tuple[str, diagnostics.GradientFlow]:
     """The gradient flow of a trained model's recurrent layers on its embedding of --text."""
     from rnnlab.cli.lm import load
-    from rnnlab.lm.score import encode_prompt, model_device, start_ids
 
-    model, vocab, config = load(args.model, args.device)
-    ids, _ = encode_prompt(vocab, config, args.text)
+    lm = load(args)
+    text = args.text if args.text is not None else DEFAULT_TEXT
+    ids, _ = lm.pipeline.encode_prompt(text, lm.vocab)
     if not ids:
         raise RnnlabError("--text has no tokens")
-    tokens = torch.tensor(start_ids(vocab, config) + ids, device=model_device(model))
-    x = model.embedding(tokens).detach().unsqueeze(1)
-    label = f"{args.model} ({model.rnn.cell_type}, {len(tokens)} tokens)"
-    return label, diagnostics.gradient_flow(model.rnn, x, threshold=args.threshold)
+    tokens = torch.tensor(lm.pipeline.start_ids(lm.vocab) + ids, device=lm.device)
+    x = lm.model.embedding(tokens).detach().unsqueeze(1)
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    label = f"{args.model} ({lm.model.rnn.cell_type}, {len(tokens)} tokens of {shown!r})"
+    return label, diagnostics.gradient_flow(lm.model.rnn, x, threshold=args.threshold)
 
 
 def cell_flows(args: argparse.Namespace) -> list[tuple[str, diagnostics.GradientFlow]]:
@@ -84,8 +90,8 @@ def cell_flows(args: argparse.Namespace) -> list[tuple[str, diagnostics.Gradient
     unknown = [c for c in cells if c not in CELL_TYPES]
     if unknown:
         raise RnnlabError(f"unknown cell type {unknown[0]!r}; choose from {', '.join(CELL_TYPES)}")
-    for name, value in (("length", args.length), ("hidden", args.hidden),
-                        ("input-size", args.input_size), ("batch", args.batch)):
+    for name, value in (("length", args.length), ("hidden-size", args.hidden),
+                        ("input-size", args.input_size), ("batch-size", args.batch)):
         if value < 1:
             raise RnnlabError(f"--{name} must be at least 1, got {value}")
     # The Jacobians of every step, (length, batch, S, S) float64 with S up to 2 x hidden (h and
@@ -96,7 +102,8 @@ def cell_flows(args: argparse.Namespace) -> list[tuple[str, diagnostics.Gradient
     except (AttributeError, ValueError, OSError):  # a system that does not say
         have = None
     if have is not None and 4 * need > have:
-        raise RnnlabError(f"--hidden {args.hidden} with --length {args.length} and --batch {args.batch} "
+        raise RnnlabError(f"--hidden-size {args.hidden} with --length {args.length} and --batch-size "
+                          f"{args.batch} "
                           f"needs over {need / 2**30:.1f} GiB of Jacobians per cell; lower them")
     with tqdm(total=len(cells) * len(args.radius), desc="gradflow", leave=False) as bar:
         return diagnostics.sweep(cells, args.radius, args.length, args.hidden, args.input_size,
@@ -111,8 +118,11 @@ def run(args: argparse.Namespace) -> int:
     inputs = (args.model,) if args.model else ()
     for path in outputs:
         check_output(path, overwrite=args.overwrite, inputs=inputs)
+    if args.text is not None and not args.model:
+        raise RnnlabError("--text is read by a trained model: give --model too")
     # Matrices of a few dozen rows: extra threads only add synchronisation.
-    torch.set_num_threads(1)
+    args.threads = args.threads or 1
+    apply_threads(args)
     flows = [model_flow(args)] if args.model else cell_flows(args)
     print(diagnostics.format_table(flows, args.threshold))
     diagnostics.plot_gradient_flow(flows, args.output)

@@ -1,46 +1,38 @@
 """`rnnlab evaluate`, `rnnlab score`, `rnnlab generate`: using a trained language model.
 
-The library loads inside each command, so that `rnnlab --help` stays quick.
+Each goes through `rnnlab.lm.LM`. The library loads inside each command, so that
+`rnnlab --help` stays quick.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
-from pathlib import Path
 
-from rnnlab.device import DEVICE_HELP
+from rnnlab.cli._options import (
+    add_compute_options,
+    add_data_dir,
+    add_encoding_options,
+    add_progress_options,
+    apply_threads,
+    check_at_least,
+)
 from rnnlab.errors import RnnlabError
 
-MODEL_HELP = "model folder, or the output folder of `rnnlab train` (its best/ model is used)"
-ERROR_HANDLERS = ("strict", "replace", "ignore")
-ERRORS_HELP = ("undecodable bytes: strict (stop with the byte offset, the default), "
-               "replace (read them as U+FFFD) or ignore (drop them)")
+MODEL_HELP = ("model folder, or the output folder of `rnnlab train` (its best/ model, else "
+              "its last/)")
 
 
-def add_encoding_options(parser: argparse.ArgumentParser) -> None:
-    """Add --encoding and --errors: how the text file decodes."""
-    parser.add_argument("--encoding", default="utf-8",
-                        help="text encoding of the file (default utf-8)")
-    parser.add_argument("--errors", choices=ERROR_HANDLERS, default="strict", help=ERRORS_HELP)
-
-
-def add_device_option(parser: argparse.ArgumentParser) -> None:
-    """Add --device: where the model runs."""
-    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
-
-
-def load(path: str, device: str = "auto"):
-    """(model on `device`, vocab, config) from a model folder or a training run's output folder."""
+def load(args: argparse.Namespace):
+    """The LM named on the command line, on its --device, with --threads applied."""
     from rnnlab.device import resolve_device
-    from rnnlab.lm.checkpoint import load_model
+    from rnnlab.lm import LM
 
-    where = resolve_device(device)  # a device that is not there fails before any file is read
-    run = Path(path)
-    if not (run / "config.json").exists() and (run / "best" / "config.json").exists():
-        run = run / "best"
-    return load_model(run, where)
+    apply_threads(args)
+    where = resolve_device(args.device)  # a device that is not there fails before any file is read
+    return LM.load(args.model, where)
 
 
 def register(subparsers) -> None:
@@ -48,28 +40,39 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "evaluate", help="perplexity (words) or bits per character of a text file",
         description="Score every token of FILE and report the mean loss: perplexity for a "
-                    "word-level model, nats and bits per character for a character-level one.")
+                    "word-level model, nats and bits per character for a character-level one. "
+                    "Every token is predicted once, each line's end marker included, exactly "
+                    "as training's validation counts them: a run's recorded valid_ppl is what "
+                    "this prints for its validation file.")
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("file", metavar="FILE",
                    help="text file (plain or .gz), one line per sentence, or the name of a "
                         "known corpus (its test split)")
-    p.add_argument("--batch", type=int, default=16,
-                   help="pieces of the text read side by side (1 = exact, slower; default 16)")
+    p.add_argument("--batch-size", "--batch", dest="batch_size", type=int, default=None,
+                   help="pieces of the text read side by side (1 = exact, slower; default: "
+                        "the model's eval batch size from training, so the figures agree)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object: loss, perplexity, tokens, oov, oov_rate "
+                        "(and bits_per_char for a character model)")
+    add_data_dir(p)
     add_encoding_options(p)
-    add_device_option(p)
+    add_compute_options(p)
+    add_progress_options(p, "notes")
     p.set_defaults(func=run_evaluate)
 
     p = subparsers.add_parser(
         "score", help="P(w_t | <S>, w_1 … w_{t-1}) for every token of a sentence",
         description="Print a table with each token's probability given everything before it, "
-                    "its log-probability, and the sentence's total and perplexity.")
+                    "its log-probability, and the sentence's total and perplexity. Tokens not "
+                    "in the vocabulary are scored as <unk> and marked <unk>*.")
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("sentence", metavar="SENTENCE", nargs="?", help="the sentence to score")
-    p.add_argument("--file", metavar="F", help="score every line of F instead (one sentence per line)")
+    p.add_argument("--file", metavar="F",
+                   help="score every non-blank line of F instead (numbered by file line)")
     p.add_argument("--no-eos", action="store_true",
                    help="leave out the end-of-sentence token's probability")
     add_encoding_options(p)
-    add_device_option(p)
+    add_compute_options(p)
     p.set_defaults(func=run_score)
 
     p = subparsers.add_parser(
@@ -84,56 +87,73 @@ def register(subparsers) -> None:
     p.add_argument("--top-k", type=int, default=0,
                    help="draw only among the K most probable tokens (default 0: off)")
     p.add_argument("--top-p", type=float, default=1.0,
-                   help="draw only among the most probable tokens holding mass P, in (0, 1]")
-    p.add_argument("--seed", type=int, default=None, help="random seed: same seed, same text")
+                   help="draw only among the most probable tokens holding mass P, in (0, 1] "
+                        "(default 1.0: off)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="random seed: same seed, same text (default: a fresh one each run)")
     p.add_argument("--beam", type=int, default=0,
                    help="beam search with B hypotheses: the most probable continuation "
                         "(temperature, top-k and top-p do not apply); default 0: sample")
     p.add_argument("--stop-at-eos", action="store_true", help="stop at the end-of-sentence token")
     p.add_argument("--no-unk", action="store_true", help="never generate the <unk> token")
-    add_device_option(p)
+    add_compute_options(p)
     p.set_defaults(func=run_generate)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from rnnlab.lm.score import evaluate
-
-    if args.batch < 1:
-        raise RnnlabError(f"--batch must be at least 1, got {args.batch}")
+    """Evaluate a model on a file; print the figures (or one JSON object)."""
+    from rnnlab.cli._progress import bar
     from rnnlab.datasets import file_or_corpus
 
-    model, vocab, config = load(args.model, args.device)
-    args.file = file_or_corpus(args.file, "test")
-    r = evaluate(model, vocab, config, args.file, batch=args.batch, encoding=args.encoding,
-                 errors=args.errors)
+    check_at_least("--batch-size", args.batch_size)
+    lm = load(args)
+    args.file = file_or_corpus(args.file, "test", args.data_dir)
+    shown = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal shown  # opened with the first tokens: errors before them print no bar
+        shown = shown or bar(total, "evaluate", args.progress and not args.quiet, unit="tok")
+        shown.update(done - shown.n)
+
+    try:
+        r = lm.evaluate(args.file, args.batch_size, args.encoding, args.errors, progress)
+    finally:
+        if shown is not None:
+            shown.close()
+    if args.json:
+        print(json.dumps(r))
+        return 0
     print(f"{args.file}: {r['tokens']:,} tokens")
     print(f"out of vocabulary: {r['oov']:,} of {r['tokens']:,} tokens "
           f"({100 * r['oov_rate']:.2f} %), scored as <unk>")
-    if config["level"] == "char":
-        print(f"{r['loss']:.4f} nats/char, {r['bits']:.4f} bits/char (perplexity {r['ppl']:.3f})")
+    if lm.pipeline.level == "char":
+        print(f"{r['loss']:.4f} nats/char, {r['bits_per_char']:.4f} bits/char "
+              f"(perplexity {r['perplexity']:.3f})")
     else:
-        print(f"loss {r['loss']:.4f} nats/token, perplexity {r['ppl']:.2f}")
+        print(f"loss {r['loss']:.4f} nats/token, perplexity {r['perplexity']:.2f}")
     return 0
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from rnnlab.lm.score import format_table, score_sentence, show_text
+    """Print the score table of a sentence, or of every line of a file."""
+    from rnnlab.lm.score import format_table, show_text
     from rnnlab.text.corpus import read_lines
 
     if (args.sentence is None) == (args.file is None):
         raise RnnlabError("give either a SENTENCE or --file F")
-    model, vocab, config = load(args.model, args.device)
-    lines = [args.sentence] if args.file is None else [
-        s for s in read_lines(args.file, args.encoding, args.errors) if s.strip()]
+    lm = load(args)
+    if args.file is None:
+        lines = [(None, args.sentence)]
+    else:
+        lines = [(n, s) for n, s in enumerate(read_lines(args.file, args.encoding, args.errors), 1)
+                 if s.strip()]
     total, count, oov = 0.0, 0, 0
-    for k, line in enumerate(lines):
-        result = score_sentence(model, vocab, config, line, eos=not args.no_eos)
-        if len(lines) > 1:
-            print(f"{'' if k == 0 else chr(10)}sentence {k + 1}: {show_text(line)}")
+    for k, (number, line) in enumerate(lines):
+        result = lm.score(line, eos=not args.no_eos)
+        if number is not None:
+            print(f"{'' if k == 0 else chr(10)}line {number}: {show_text(line)}")
         print(format_table(result))
-        total += result.logprob
-        count += len(result.rows)
-        oov += result.oov
+        total, count, oov = total + result.logprob, count + len(result.rows), oov + result.oov
     if len(lines) > 1:
         print(f"\nall {len(lines)} sentences: total log P = {total:.3f} nats over {count} tokens; "
               f"perplexity {math.exp(-total / count):.2f}")
@@ -145,35 +165,27 @@ def run_score(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from rnnlab.lm.generate import check_options, generate
-    from rnnlab.lm.score import encode_prompt
+    """Print the prime, then each generated piece of text as it is drawn."""
+    from rnnlab.lm.generate import check_options
+    from rnnlab.lm.score import show_text
 
     check_options(args.length, args.temperature, args.top_k, args.top_p, args.beam)
-    model, vocab, config = load(args.model, args.device)
-    ids, unknown = encode_prompt(vocab, config, args.prime)
+    lm = load(args)
+    ids, unknown = lm.pipeline.encode_prompt(args.prime, lm.vocab)
     if unknown:
         only = " (the whole prime)" if len(unknown) == len(ids) else ""
-        print(f"note: not in the vocabulary, read as <unk>{only}: {' '.join(unknown)}",
-              file=sys.stderr)
-    words = config["level"] != "char"
-    # jieba's words were cut out of unspaced text, so they join without spaces again
-    space = "" if config["level"] == "jieba" else " "
+        print(f"note: not in the vocabulary, read as <unk>{only}: "
+              f"{show_text(' '.join(unknown))}", file=sys.stderr)
     # Reads the prime at once: a model that cannot continue it fails before any output.
-    tokens = generate(model, vocab, config, args.prime, args.length, args.temperature,
-                      args.top_k, args.top_p, args.seed, args.beam, args.stop_at_eos, args.no_unk)
-    out = sys.stdout
-    out.write(args.prime)
-    at_line_start = not args.prime or args.prime.endswith("\n")
-    for token in tokens:
-        if words and token == "</s>":
-            token, at_line_start = "\n", True
-        elif words:
-            token = token if at_line_start else space + token
-            at_line_start = False
-        else:
-            at_line_start = token == "\n"
-        out.write(token)
-        out.flush()
-    if not at_line_start:
-        out.write("\n")
+    pieces = lm.write(args.prime, length=args.length, temperature=args.temperature,
+                      top_k=args.top_k, top_p=args.top_p, seed=args.seed, beam=args.beam,
+                      stop_at_eos=args.stop_at_eos, avoid_unk=args.no_unk)
+    last = args.prime
+    sys.stdout.write(args.prime)
+    for piece in pieces:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+        last = piece or last
+    if last and not last.endswith("\n"):
+        sys.stdout.write("\n")
     return 0

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from pathlib import Path
 
 from rnnlab.cells import CELL_TYPES
-from rnnlab.cli._options import THREADS_HELP, add_overwrite, check_at_least
-from rnnlab.cli.lm import ERROR_HANDLERS, ERRORS_HELP
+from rnnlab.cli._options import ERROR_HANDLERS, ERRORS_HELP, THREADS_HELP, add_overwrite, check_at_least
+from rnnlab.cli._progress import TrainingReport
 from rnnlab.device import DEVICE_HELP, PRECISIONS
 from rnnlab.errors import RnnlabError
-from rnnlab.lm.data import LEVELS, MODES
-from rnnlab.lm.train import LOSSES, OPTIMIZERS, SCHEDULES, TrainSettings
+from rnnlab.lm.settings import DEFAULT_HIDDEN, LOSSES, OPTIMIZERS, SCHEDULES, TrainSettings
+from rnnlab.text.pipeline import MODES
+from rnnlab.text.tokenize import LEVELS
 
 D = TrainSettings()
 
@@ -106,7 +109,9 @@ def register(subparsers) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--cell", choices=CELL_TYPES, help=f"recurrent cell ({D.cell})")
     g.add_argument("--layers", type=int, help=f"recurrent layers ({D.layers})")
-    g.add_argument("--hidden-size", type=int, help=f"units per layer ({D.hidden_size})")
+    g.add_argument("--hidden-size", type=int,
+                   help=f"units per layer (the vectors' dimension with --vectors, else "
+                        f"{DEFAULT_HIDDEN})")
     g.add_argument("--embed-size", type=int,
                    help="embedding size (the vectors' dimension, else the hidden size)")
     g.add_argument("--dropout", type=float,
@@ -159,9 +164,10 @@ def register(subparsers) -> None:
                    help="bf16: autocast the forward pass to bfloat16 (CUDA; works but is slow on "
                         "CPU); the loss and the weights stay float32 (fp32)")
     g.add_argument("--threads", type=int, help=f"{THREADS_HELP} (torch's default)")
-    g.add_argument("--no-progress", dest="progress", action="store_false",
+    g.add_argument("--no-progress", dest="progress", action="store_false", default=True,
                    help="no progress bar")
-    g.add_argument("--quiet", action="store_true", help="no metrics lines or notes")
+    g.add_argument("--quiet", action="store_true", default=False,
+                   help="no progress bar, metrics lines or notes: only the closing line")
     p.set_defaults(func=run)
 
 
@@ -188,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
                 setattr(args, split, str(files[split]))
     settings = {k: v for k, v in vars(args).items()
                 if k not in ("command", "func", "train", "output", "resume", "corpus", "data_dir",
-                             "overwrite", "allow_changed_data")}
+                             "overwrite", "allow_changed_data", "progress", "quiet")}
     if settings.get("init_range") == 0:
         settings["init_range"] = None
     if "checkpoint_every" in settings:
@@ -196,11 +202,19 @@ def run(args: argparse.Namespace) -> int:
         settings["checkpoint_minutes" if unit == "minutes" else "checkpoint_every"] = amount
     result = train_language_model(args.train, args.output, resume=args.resume,
                                   overwrite=args.overwrite,
-                                  allow_changed_data=args.allow_changed_data, **settings)
-    if not result.settings.quiet:
-        best = ("" if result.best_valid_loss is None else
-                f", best valid loss {result.best_valid_loss:.4f} (epoch {result.best_epoch})")
-        test = "" if result.test is None else f", test ppl {result.test['ppl']:.2f}"
-        folder = "best" if (Path(args.output) / "best").is_dir() else "last"
-        print(f"{result.stopped}{best}{test}; model in {Path(args.output) / folder}")
-    return 130 if result.stopped == "interrupted" else 0
+                                  allow_changed_data=args.allow_changed_data,
+                                  report=TrainingReport(args.progress and not args.quiet,
+                                                        not args.quiet, not args.quiet),
+                                  **settings)
+    if not is_main_process():
+        return 130 if result.stopped == "interrupted" else 0
+    if result.stopped == "interrupted":
+        print(f"interrupted: checkpoint saved in {Path(args.output) / 'last'}; continue with: "
+              f"rnnlab train -o {shlex.quote(args.output)} --resume", file=sys.stderr)
+        return 130
+    best = ("" if result.best_valid_loss is None else
+            f", best valid loss {result.best_valid_loss:.4f} (epoch {result.best_epoch})")
+    test = "" if result.test is None else f", test ppl {result.test['ppl']:.2f}"
+    folder = "best" if (Path(args.output) / "best").is_dir() else "last"
+    print(f"{result.stopped}{best}{test}; model in {Path(args.output) / folder}")
+    return 0

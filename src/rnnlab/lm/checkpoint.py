@@ -22,8 +22,8 @@ from torch import Tensor
 from rnnlab.cells import CELL_TYPES
 from rnnlab.errors import RnnlabError
 from rnnlab.fileio import atomic_dir
-from rnnlab.lm.data import check_level_mode
 from rnnlab.lm.model import LanguageModel
+from rnnlab.text.pipeline import TextPipeline
 from rnnlab.text.vocab import Vocabulary
 
 FORMAT = "rnnlab-lm"
@@ -36,10 +36,11 @@ MAX_WEIGHT = torch.finfo(torch.float32).max ** 0.5
 
 def save_model(
     path: str | Path, model: LanguageModel, vocab: Vocabulary, config: dict,
-    extra: dict | None = None, training: dict | None = None,
+    training: dict | None = None,
 ) -> Path:
-    """Write a model folder atomically; `training` = {"state", "tensors", "optimizer"} adds resume data."""
-    meta = {"format": FORMAT, "version": VERSION, **config, "model": model.config, **(extra or {})}
+    """Write a model folder atomically; `config` is what config.json holds besides the format
+    and the model's settings; `training` = {"state", "tensors", "optimizer"} adds resume data."""
+    meta = {"format": FORMAT, "version": VERSION, **config, "model": model.config}
     with atomic_dir(path, "language-model") as tmp:
         # save_model (not save_file) stores tied weights once.
         st_save_model(model, str(tmp / "model.safetensors"))
@@ -57,6 +58,17 @@ def save_model(
             (tmp / "training.json").write_text(json.dumps(state, indent=2) + "\n",
                                                encoding="utf-8")
     return Path(path)
+
+
+def model_folder(path: str | Path) -> Path:
+    """The model folder `path` names: itself, or a training run's best/ (else its last/)."""
+    path = Path(path)
+    if (path / "config.json").exists() or not path.is_dir():
+        return path
+    for name in ("best", "last"):
+        if (path / name / "config.json").exists():
+            return path / name
+    return path
 
 
 def read_config(path: str | Path) -> dict:
@@ -79,12 +91,9 @@ def read_config(path: str | Path) -> dict:
         if key not in config:
             raise RnnlabError(f"{path / 'config.json'}: missing {key!r}")
     try:
-        check_level_mode(config["level"], config["mode"])
+        TextPipeline.from_config(config)
     except RnnlabError as e:
         raise RnnlabError(f"{path / 'config.json'}: {e}") from None
-    if not isinstance(config.get("lower", False), bool):
-        raise RnnlabError(f"{path / 'config.json'}: 'lower' must be true or false, "
-                          f"got {config['lower']!r}")
     _check_model_settings(config["model"], path / "config.json")
     return config
 
@@ -116,13 +125,8 @@ def _check_model_settings(model: dict, where: Path) -> None:
                           f"got {init_range!r}")
 
 
-def load_model(
-    path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[LanguageModel, Vocabulary, dict]:
-    """Read a model folder back: (model in eval mode on `device`, vocabulary, config)."""
-    path = Path(path)
-    config = read_config(path)
-    vocab = Vocabulary.load(path / "vocab.json")
+def load_weights(path: Path, config: dict, vocab: Vocabulary) -> LanguageModel:
+    """The model a folder's config.json describes, its weights checked and loaded (on the CPU)."""
     try:
         model = LanguageModel(**config["model"])
     except (TypeError, ValueError) as e:
@@ -145,7 +149,7 @@ def load_model(
                           f"{', '.join(sorted(missing)) or '-'}; unexpected tensors: "
                           f"{', '.join(sorted(unexpected)) or '-'})")
     _check_values(model, weights, names)
-    return model.to(device).eval(), vocab, config
+    return model
 
 
 def _check_header(model: LanguageModel, weights: Path) -> list[str]:

@@ -1,100 +1,26 @@
-"""Turning text into language-model batches, in the two ways language models are trained.
+"""Token ids into training batches, in the two ways language models are trained.
 
-Stream mode (the standard PTB setup): the whole text is one sequence; every line ends with
-`</s>` (PTB's `<eos>`; at character level the newline itself). The stream is cut into `batch`
-columns and read `bptt` steps at a time; the state is carried from block to block and
-detached between them (truncated BPTT).
+Stream mode (the standard PTB setup): the ids of the whole text (see TextPipeline) are cut
+into `batch` columns and read `bptt` steps at a time; the state is carried from block to block
+and detached between them (truncated BPTT).
 
-Sentence mode (the lecture's formulation): each line is one sentence `<s> w1 .. wn </s>`,
-started from a zero state; sentences of a batch are padded and their lengths passed along.
-Inputs are `<s> w1 .. wn`, targets `w1 .. wn </s>`; padded targets are IGNORE.
+Sentence mode (the lecture's formulation): each sentence `<s> w1 .. wn </s>` starts from a
+zero state; sentences of a batch are padded and their lengths passed along. Inputs are
+`<s> w1 .. wn`, targets `w1 .. wn </s>`; padded targets are IGNORE.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from rnnlab.errors import RnnlabError
-from rnnlab.text.corpus import MAX_PIECE_CHARS, read_whole_lines, split_long
-from rnnlab.text.tokenize import LEVELS, UNSPACED_LEVELS, get_tokenizer
-from rnnlab.text.vocab import BOS, EOS, UNK, Vocabulary
+from rnnlab.text.corpus import read_whole_lines
 
-MODES = ("stream", "sentence")
 IGNORE = -100  # cross_entropy's ignore_index: padded target positions
-
-
-def check_level_mode(level: str, mode: str) -> None:
-    """Raise RnnlabError for an unknown level or mode."""
-    if level not in LEVELS:
-        raise RnnlabError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
-    if mode not in MODES:
-        raise RnnlabError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-
-
-def specials_for(level: str, mode: str) -> tuple[str, ...]:
-    """The special tokens a vocabulary needs: stream text has no `<s>`, characters no `</s>`."""
-    if mode == "sentence":
-        return (UNK, BOS, EOS)
-    return (UNK,) if level == "char" else (UNK, EOS)
-
-
-def tokenize_lines(
-    lines: Iterable[str], level: str = "word", mode: str = "stream", lower: bool = False
-) -> Iterator[list[str]]:
-    """Token lists with the mode's markers; blank lines carry no words and are skipped,
-    except in character streams, where their newline is part of the text."""
-    check_level_mode(level, mode)
-    tokenize = get_tokenizer(level, lower=lower)
-    for line in lines:
-        line = line.rstrip("\r\n")
-        if mode == "sentence":
-            tokens = tokenize(line)
-            if tokens:
-                yield [BOS, *tokens, EOS]
-            continue
-        # A stream line is tokenized in pieces cut at spaces (text8 is one 100 MB line), so no
-        # list of all its tokens is ever built; only its last piece carries the end marker.
-        # A token longer than a piece stays whole.
-        tokens, any_tokens = [], False
-        for piece in split_long(line, MAX_PIECE_CHARS, level in UNSPACED_LEVELS):
-            if tokens:
-                yield tokens
-            tokens = tokenize(piece)
-            any_tokens = any_tokens or bool(tokens)
-        if level == "char":
-            yield [*tokens, "\n"]
-        elif any_tokens:
-            yield [*tokens, EOS]
-
-
-def build_vocab(
-    token_lines: Iterable[list[str]], level: str, mode: str, min_count: int = 1,
-    max_size: int | None = None,
-) -> Vocabulary:
-    """A vocabulary of the training tokens with the specials this level and mode need."""
-    return Vocabulary.build(token_lines, min_count=min_count, max_size=max_size,
-                            specials=specials_for(level, mode))
-
-
-def encode_text(
-    lines: Iterable[str], vocab: Vocabulary, level: str = "word", mode: str = "stream",
-    lower: bool = False,
-) -> list[int] | list[list[int]]:
-    """Token ids: one flat list in stream mode, one list per sentence in sentence mode."""
-    return encode_tokens(tokenize_lines(lines, level, mode, lower), vocab, mode)
-
-
-def encode_tokens(
-    token_lines: Iterable[list[str]], vocab: Vocabulary, mode: str = "stream",
-) -> list[int] | list[list[int]]:
-    """`encode_text` for the token lists of `tokenize_lines`."""
-    if mode == "sentence":
-        return [vocab.encode(tokens) for tokens in token_lines]
-    return [i for tokens in token_lines for i in vocab.encode(tokens)]
 
 
 def read_text(path: str | Path, encoding: str = "utf-8", errors: str = "strict") -> list[str]:

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from rnnlab.errors import RnnlabError
-from rnnlab.lm.score import NOT_FINITE, check_logits, encode_prompt, model_device, start_ids
+from rnnlab.lm.score import NOT_FINITE, check_logits, model_device
 
 
 def allowed_distribution(
@@ -144,37 +144,32 @@ def beam_search(
     return max(candidates, key=lambda c: c[0])[1] if candidates else []
 
 
-def generate(
-    model, vocab, config: dict, prime: str = "", length: int = 100, temperature: float = 1.0,
-    top_k: int = 0, top_p: float = 1.0, seed: int | None = None, beam: int = 0,
-    stop_at_eos: bool = False, avoid_unk: bool = False,
-) -> Iterator[str]:
-    """Continue `prime` by `length` tokens, yielding each token's text as soon as it is drawn.
+def sample_ids(
+    model, context: list[int], length: int = 100, temperature: float = 1.0, top_k: int = 0,
+    top_p: float = 1.0, seed: int | None = None, beam: int = 0, eos_id: int | None = None,
+    banned: int | None = None,
+) -> Iterator[int]:
+    """Continue the ids `context` by up to `length` ids, yielding each as soon as it is drawn.
 
-    beam > 0 returns the most probable continuation instead of a sample (yielded at the end).
-    `stop_at_eos` ends at the end-of-sentence token; `avoid_unk` never emits `<unk>`.
-    Unknown prime words become `<unk>`;
-    `rnnlab.lm.score.encode_prompt` tells which. The same seed gives the same text.
-    The model is put in eval mode (no dropout).
+    beam > 0 yields the most probable continuation instead of a sample (at the end). Drawing
+    `eos_id` ends the text; `banned` is never drawn. The same seed gives the same ids. The
+    model is put in eval mode (no dropout).
     """
     check_options(length, temperature, top_k, top_p, beam)
-    ids, _ = encode_prompt(vocab, config, prime)
-    banned = vocab.unk_id if avoid_unk else None
     device = model_device(model)
     model.eval()
-    # The prime is read here, not in the generator, so that a model whose outputs overflow
-    # fails before the first token is asked for.
+    # The context is read here, not in the generator, so that a model whose outputs overflow
+    # fails before the first id is asked for.
     with torch.inference_mode():
-        out, state = model(torch.tensor(start_ids(vocab, config) + ids, device=device).view(-1, 1))
+        out, state = model(torch.tensor(context, device=device).view(-1, 1))
     logits = out[-1, 0]
     check_logits(logits)
-    return _generate(model, vocab, logits, state, length, temperature, top_k, top_p, seed, beam,
-                     stop_at_eos, banned)
+    return _generate(model, logits, state, length, temperature, top_k, top_p, seed, beam,
+                     eos_id, banned)
 
 
-def _generate(model, vocab, logits, state, length, temperature, top_k, top_p, seed, beam,
-              stop_at_eos, banned):
-    eos_id = vocab.stoi.get("</s>") if stop_at_eos else None
+def _generate(model, logits, state, length, temperature, top_k, top_p, seed, beam, eos_id,
+              banned):
     generator = torch.Generator()
     if seed is None:
         generator.seed()
@@ -187,7 +182,7 @@ def _generate(model, vocab, logits, state, length, temperature, top_k, top_p, se
         if beam:
             best = beam_search(model, state, logits, length, beam, eos_id, banned)
     if beam:
-        yield from vocab.decode(best)
+        yield from best
         return
     logits = logits.cpu()
     for _ in range(length):
@@ -195,7 +190,7 @@ def _generate(model, vocab, logits, state, length, temperature, top_k, top_p, se
             logits = logits.clone()
             logits[banned] = -math.inf
         token = sample_token(logits, generator, temperature, top_k, top_p)
-        yield vocab.itos[token]
+        yield token
         if token == eos_id:
             return
         with torch.inference_mode():

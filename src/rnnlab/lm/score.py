@@ -1,15 +1,12 @@
-"""Scoring text with a trained language model: per-token probabilities and perplexity.
+"""Scoring a sentence: every token's probability given everything before it, as a table.
 
-The model gives P(w_t | <S>, w_1, …, w_{t-1}) for every token (SPEC.md §4). A sentence's
+The model gives P(w_t | <S>, w_1, …, w_{t-1}) for every token (docs/lecture.md). A sentence's
 log-probability is the sum of those logs, and its perplexity exp(−mean log P): the number of
 equally likely choices that would leave the model as unsure as it was. At character level
-the same mean, divided by ln 2, is bits per character.
-
-"<S>" is the start of a sentence: `<s>` in sentence mode; in stream mode, where lines are
-only separated, the end of the line before (`</s>`, or the newline at character level).
+the same mean, divided by ln 2, is bits per character. "<S>" is the pipeline's start token.
 
 The model may live on any device: token tensors are built where its parameters are, and the
-log-probabilities are summed in float64 (on the CPU for MPS, which has no float64).
+log-probabilities are summed in float64 on the CPU.
 """
 
 from __future__ import annotations
@@ -18,15 +15,10 @@ import math
 import sys
 import unicodedata
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from rnnlab.errors import RnnlabError
-from rnnlab.lm.data import IGNORE, encode_tokens, pad_sentences, read_text, tokenize_lines
-from rnnlab.text.tokenize import get_tokenizer
-from rnnlab.text.vocab import BOS, EOS
 from rnnlab.text.width import display_width, pad
 
 # exp() of a larger loss overflows; no model with sane weights comes near e^-709 per token.
@@ -52,30 +44,6 @@ def check_loss(loss: float) -> None:
 def model_device(model) -> torch.device:
     """The device of the model's parameters, where its inputs have to be."""
     return next(model.parameters()).device
-
-
-def start_token(config: dict) -> str:
-    """The token standing for the start of a sentence under this model's level and mode."""
-    if config["mode"] == "sentence":
-        return BOS
-    return "\n" if config["level"] == "char" else EOS
-
-
-def start_ids(vocab, config: dict) -> list[int]:
-    """The context every sentence is read from: the id of `start_token`."""
-    token = start_token(config)
-    if token not in vocab.stoi:
-        raise RnnlabError(f"the model's vocabulary has no start token {token!r}")
-    return [vocab.stoi[token]]
-
-
-def encode_prompt(vocab, config: dict, text: str) -> tuple[list[int], list[str]]:
-    """Ids of the tokens of `text` (no markers) and the tokens that were mapped to `<unk>`."""
-    tokens = get_tokenizer(config["level"], lower=config.get("lower", False))(text)
-    unknown = [t for t in tokens if t not in vocab.stoi]
-    if unknown and vocab.unk_id is None:
-        raise RnnlabError(f"{unknown[0]!r} is not in the model's vocabulary, which has no <unk>")
-    return vocab.encode(tokens), unknown
 
 
 @dataclass
@@ -113,111 +81,16 @@ class SentenceScore:
         return sum(r.unknown for r in self.rows)
 
 
-def score_sentence(model, vocab, config: dict, text: str, eos: bool = True) -> SentenceScore:
-    """P(w_t | <S>, w_1 … w_{t-1}) for each token of `text` (and of the end marker if `eos`)."""
-    tokens = next(tokenize_lines([text], config["level"], config["mode"], config.get("lower", False)),
-                  None)
-    if not tokens:
-        raise RnnlabError("nothing to score: the sentence has no tokens")
-    if config["mode"] == "sentence":
-        tokens = tokens[1:]  # tokenize_lines put the start marker first; it is the context
-    if not eos:
-        tokens = tokens[:-1]
-    context = start_ids(vocab, config)
-    ids = vocab.encode(tokens)
+@torch.inference_mode()
+def score_ids(model, context: list[int], ids: list[int]) -> list[float]:
+    """log P(ids[t] | context, ids[:t]) for every t, in float64 (model put in eval mode)."""
     model.eval()
-    with torch.inference_mode():
-        logits, _ = model(torch.tensor(context + ids[:-1], device=model_device(model)).view(-1, 1))
-        # One sentence's logits are small: the table is read on the CPU.
-        logp = torch.log_softmax(logits[:, 0].cpu().double(), -1)
-        chosen = logp[torch.arange(len(ids)), torch.tensor(ids)].tolist()
+    logits, _ = model(torch.tensor(context + ids[:-1], device=model_device(model)).view(-1, 1))
+    # One sentence's logits are small: they are read on the CPU.
+    logp = torch.log_softmax(logits[:, 0].cpu().double(), -1)
+    chosen = logp[torch.arange(len(ids)), torch.tensor(ids)].tolist()
     check_loss(-sum(chosen) / len(ids))
-    return SentenceScore(text, [TokenScore(t, vocab.itos[i], i, math.exp(lp), lp,
-                                           unknown=t not in vocab.stoi)
-                                for t, i, lp in zip(tokens, ids, chosen)])
-
-
-def _stream_columns(ids: list[int], batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs and targets (T, B): the stream cut into `batch` pieces, each target exactly once.
-
-    A piece starts from a zero state but from its true previous token, so with batch 1 the
-    result is exactly the model's probability of the whole stream.
-    """
-    n = len(ids) - 1
-    batch = max(1, min(batch, n))
-    bounds = [round(b * n / batch) for b in range(batch + 1)]
-    T = max(bounds[b + 1] - bounds[b] for b in range(batch))
-    x = torch.zeros(T, batch, dtype=torch.long)
-    y = torch.full((T, batch), IGNORE, dtype=torch.long)
-    data = torch.tensor(ids)
-    for b in range(batch):
-        a, e = bounds[b], bounds[b + 1]
-        x[: e - a, b] = data[a:e]
-        y[: e - a, b] = data[a + 1 : e + 1]
-    return x, y
-
-
-def _nll_sum(logits: torch.Tensor, target: torch.Tensor) -> float:
-    """Σ −log P(target) over the targets that are not IGNORE, summed in float64."""
-    if logits.device.type == "mps":  # no float64 there
-        logits, target = logits.cpu(), target.cpu()
-    return float(F.cross_entropy(logits.flatten(0, 1).double(), target.flatten(),
-                                 ignore_index=IGNORE, reduction="sum"))
-
-
-def evaluate_ids(model, vocab, config: dict, encoded, batch: int = 16, bptt: int = 256) -> dict:
-    """Loss, perplexity and bits per token of already-encoded text (see `evaluate`)."""
-    total, count = 0.0, 0
-    device = model_device(model)
-    model.eval()
-    with torch.inference_mode():
-        if config["mode"] == "sentence":
-            for i in range(0, len(encoded), batch):
-                x, y, lengths = pad_sentences(encoded[i : i + batch])
-                # lengths stay on the CPU, where packing a padded batch reads them.
-                logits, _ = model(x.to(device), lengths=lengths)
-                total += _nll_sum(logits, y.to(device))
-                count += int((y != IGNORE).sum())
-        else:
-            x, y = _stream_columns(start_ids(vocab, config) + list(encoded), batch)
-            x, y = x.to(device), y.to(device)
-            state = None
-            for t in range(0, x.shape[0], bptt):
-                logits, state = model(x[t : t + bptt], state)
-                target = y[t : t + bptt]
-                total += _nll_sum(logits, target)
-                count += int((target != IGNORE).sum())
-    if count == 0:
-        raise RnnlabError("nothing to evaluate: the text has no tokens")
-    loss = total / count
-    check_loss(loss)
-    return {"tokens": count, "loss": loss, "ppl": math.exp(loss), "bits": loss / math.log(2),
-            "level": config["level"]}
-
-
-def evaluate(model, vocab, config: dict, path: str | Path, batch: int = 16, bptt: int = 256,
-             encoding: str = "utf-8", errors: str = "strict") -> dict:
-    """Mean loss (nats per token), perplexity and bits per token of a text file.
-
-    Every token is predicted once, end markers included; at character level "loss" is nats
-    per character and "bits" bits per character. In stream mode the file is cut into `batch`
-    pieces read side by side (batch 1: exact, slower). `encoding`/`errors` as for `read_lines`.
-    "oov" counts the tokens not in the vocabulary, scored as `<unk>` ("oov_rate": their share
-    of "tokens"); a literal `<unk>` in the text is in the vocabulary and not counted.
-    """
-    lines = read_text(path, encoding, errors)
-    oov = 0
-
-    def counted(token_lines):  # the tokens pass by once, on their way to being encoded
-        nonlocal oov
-        for tokens in token_lines:
-            oov += sum(t not in vocab.stoi for t in tokens)
-            yield tokens
-
-    token_lines = tokenize_lines(lines, config["level"], config["mode"], config.get("lower", False))
-    result = evaluate_ids(model, vocab, config, encode_tokens(counted(token_lines), vocab,
-                                                              config["mode"]), batch, bptt)
-    return {**result, "oov": oov, "oov_rate": oov / result["tokens"]}
+    return chosen
 
 
 OOV_MARK = "*"  # after <unk> in a score table: the token as written is not in the vocabulary

@@ -1,0 +1,180 @@
+"""A trained language model as one object: the network, its vocabulary and its text pipeline.
+
+`LM.load(path)` reads a model folder or a training run's folder (its best/ model, else last/);
+`score`, `evaluate`, `generate`, `write`, `step` and `activations` are everything the command
+line, the demo and the diagnostics do with a model. Example:
+
+    lm = LM.load("ptb-small")
+    lm.score("the cat sat on the mat").perplexity
+    "".join(lm.write("the meaning of", length=20, seed=1))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rnnlab.diagnostics import gate_activations
+from rnnlab.errors import RnnlabError
+from rnnlab.lm import evaluation
+from rnnlab.lm.checkpoint import load_weights, model_folder, read_config, save_model
+from rnnlab.lm.data import read_text
+from rnnlab.lm.generate import sample_ids
+from rnnlab.lm.model import LanguageModel
+from rnnlab.lm.score import SentenceScore, TokenScore, check_logits, check_loss, score_ids
+from rnnlab.text.pipeline import TextPipeline
+from rnnlab.text.vocab import EOS, Vocabulary
+
+DEFAULT_EVAL_COLUMNS = 10  # training's default eval_batch_size; used when a folder names none
+
+
+@dataclass
+class Activations:
+    """What each layer holds after reading each token: `tokens` (as the model saw them, the
+    start token first) and per layer a dict of (T, H) arrays: "h", "C" for the LSTM family,
+    and the gates ("i", "f", "o"; "z", "r" for the GRU)."""
+
+    tokens: list[str]
+    layers: list[dict[str, np.ndarray]]
+
+
+class LM:
+    """A language model ready to use; see the module's docstring."""
+
+    def __init__(self, model: LanguageModel, vocab: Vocabulary, pipeline: TextPipeline,
+                 config: dict | None = None) -> None:
+        if len(vocab) != model.config["vocab_size"]:
+            raise RnnlabError(f"vocabulary has {len(vocab)} tokens but the model expects "
+                              f"{model.config['vocab_size']}")
+        self.model, self.vocab, self.pipeline = model, vocab, pipeline
+        self.config = dict(config or {})  # the rest of config.json: evaluation columns, epoch...
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> LM:
+        """The model in a model folder, or in a training run's folder (best/, else last/)."""
+        folder = model_folder(path)
+        config = read_config(folder)
+        vocab = Vocabulary.load(folder / "vocab.json")
+        model = load_weights(folder, config, vocab)
+        return cls(model.to(device).eval(), vocab, TextPipeline.from_config(config), config)
+
+    def save(self, path: str | Path, extra: dict | None = None,
+             training: dict | None = None) -> Path:
+        """Write a model folder (see checkpoint.save_model); `extra` joins config.json."""
+        config = {**self.pipeline.to_config(), "eval_batch_size": self.eval_batch_size,
+                  **(extra or {})}
+        return save_model(path, self.model, self.vocab, config, training)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's parameters are."""
+        return next(self.model.parameters()).device
+
+    @property
+    def eval_batch_size(self) -> int:
+        """Columns (stream) or sentences read side by side when evaluating, as in training."""
+        return int(self.config.get("eval_batch_size", DEFAULT_EVAL_COLUMNS))
+
+    def score(self, text: str, eos: bool = True) -> SentenceScore:
+        """P(w_t | <S>, w_1 … w_{t-1}) for each token of `text` (and of the end marker if `eos`)."""
+        tokens = next(self.pipeline.token_lines([text]), None)
+        if not tokens or (self.pipeline.level == "char" and tokens == ["\n"]):
+            raise RnnlabError("nothing to score: the sentence has no tokens")
+        if self.pipeline.mode == "sentence":
+            tokens = tokens[1:]  # the start marker is the context
+        if not eos:
+            tokens = tokens[:-1]
+        ids = self.vocab.encode(tokens)
+        chosen = score_ids(self.model, self.pipeline.start_ids(self.vocab), ids)
+        return SentenceScore(text, [TokenScore(t, self.vocab.itos[i], i, math.exp(lp), lp,
+                                               unknown=t not in self.vocab.stoi)
+                                    for t, i, lp in zip(tokens, ids, chosen)])
+
+    def evaluate(self, source: str | Path | Iterable[str], batch_size: int | None = None,
+                 encoding: str = "utf-8", errors: str = "strict",
+                 progress: Callable[[int, int], None] | None = None) -> dict:
+        """Mean loss per token of a text file (or lines): {"loss", "perplexity", "tokens",
+        "oov", "oov_rate"[, "bits_per_char"]}, counted as rnnlab.lm.evaluation says.
+
+        `batch_size`: columns read side by side (default: as the model was validated in
+        training, so the figures agree). `progress(done, total)` is called as tokens are read.
+        "oov" counts tokens not in the vocabulary, scored as `<unk>`.
+        """
+        lines = read_text(source, encoding, errors) if isinstance(source, (str, Path)) else source
+        oov = 0
+
+        def counted(token_lines):  # the tokens pass by once, on their way to being encoded
+            nonlocal oov
+            for tokens in token_lines:
+                oov += sum(t not in self.vocab.stoi for t in tokens)
+                yield tokens
+
+        encoded = self.pipeline.encode_tokens(counted(self.pipeline.token_lines(lines)), self.vocab)
+        total_targets, done = evaluation.count_targets(encoded, self.pipeline.mode), 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            progress(done, total_targets)
+
+        total, count = evaluation.loss_sums(
+            self.model, encoded, self.pipeline.mode, self.pipeline.start_ids(self.vocab),
+            batch_size or self.eval_batch_size, progress=advance if progress else None)
+        if count == 0:
+            raise RnnlabError("nothing to evaluate: the text has no tokens")
+        check_loss(total / count)
+        result = evaluation.summary(total, count, self.pipeline.level)
+        return {**result, "oov": oov, "oov_rate": oov / count}
+
+    def generate(self, prime: str = "", length: int = 100, temperature: float = 1.0,
+                 top_k: int = 0, top_p: float = 1.0, seed: int | None = None, beam: int = 0,
+                 stop_at_eos: bool = False, avoid_unk: bool = False) -> Iterator[str]:
+        """Continue `prime` by up to `length` tokens, yielding each token as it is drawn.
+
+        beam > 0 yields the most probable continuation instead (at the end). `stop_at_eos`
+        ends at `</s>`; `avoid_unk` never emits `<unk>`; unknown prime words are read as
+        `<unk>` (`pipeline.encode_prompt` tells which). The same seed gives the same text.
+        """
+        ids, _ = self.pipeline.encode_prompt(prime, self.vocab)
+        eos_id = self.vocab.stoi.get(EOS) if stop_at_eos else None
+        banned = self.vocab.unk_id if avoid_unk else None
+        drawn = sample_ids(self.model, self.pipeline.start_ids(self.vocab) + ids, length,
+                           temperature, top_k, top_p, seed, beam, eos_id, banned)
+        return (self.vocab.itos[i] for i in drawn)
+
+    def write(self, prime: str = "", **options) -> Iterator[str]:
+        """The text that continues `prime`, piece by piece as `generate` draws tokens."""
+        return self.pipeline.pieces(self.generate(prime, **options), after=prime)
+
+    @torch.inference_mode()
+    def step(self, token: int, state=None) -> tuple[torch.Tensor, object]:
+        """Feed one token id: (logits over the vocabulary (V,), the new state)."""
+        self.model.eval()
+        logits, state = self.model.step(torch.tensor([token], device=self.device), state)
+        check_logits(logits)
+        return logits[0], state
+
+    @torch.inference_mode()
+    def activations(self, text: str) -> Activations:
+        """Every layer's h (and C) and gates after each token of `text`, from the start token."""
+        ids, _ = self.pipeline.encode_prompt(text, self.vocab)
+        ids = self.pipeline.start_ids(self.vocab) + ids
+        self.model.eval()
+        cells = self.model.rnn.cells
+        states = [cell.zero_state(1, self.model.embedding.weight) for cell in cells]
+        layers: list[dict[str, list]] = [{} for _ in cells]
+        for token in ids:
+            x = self.model.embedding.weight[token].unsqueeze(0)
+            for k, cell in enumerate(cells):
+                gates = gate_activations(cell, x, states[k])
+                x, states[k] = cell(x, states[k])
+                record = {"h": x, **({"C": states[k][1]} if cell.has_cell_state else {}), **gates}
+                for name, value in record.items():
+                    layers[k].setdefault(name, []).append(value[0].float().cpu().numpy())
+        return Activations([self.vocab.itos[i] for i in ids],
+                           [{k: np.stack(v) for k, v in layer.items()} for layer in layers])

@@ -1,0 +1,149 @@
+"""Every setting of a language-model training run, checked, with Zaremba et al.'s defaults.
+
+The defaults are Zaremba et al.'s (2014) "small" PTB setup: 2 × 200 LSTM, uniform ±0.1 init,
+SGD at learning rate 1 halved every epoch after the 4th, gradients clipped to norm 5, 20 × 20
+blocks. Its loss is the cross-entropy summed over the steps of a block and averaged over the
+batch (docs/conventions.md); with the per-token mean the same lr and clip learn ~bptt times
+slower, so `loss="auto"` sums for SGD and averages for Adam. Reported losses are per token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rnnlab.device import PRECISIONS
+from rnnlab.errors import RnnlabError
+from rnnlab.text.pipeline import check_level_mode
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("auto", "zaremba", "plateau", "constant")
+LOSSES = ("auto", "sum", "mean")
+# Settings that may change when resuming; the rest define the model and the data. How the
+# files decode may change too: e.g. to read on past a bad byte that stopped the first run.
+RUNTIME_KEYS = ("epochs", "max_steps", "max_minutes", "checkpoint_every", "checkpoint_minutes",
+                "patience", "threads", "encoding", "errors", "device", "precision")
+# Settings of earlier versions that now belong to the command line (how much it prints).
+RETIRED_KEYS = ("progress", "quiet")
+DEFAULT_HIDDEN = 200
+
+
+@dataclass
+class TrainSettings:
+    """Every setting of a training run, with the defaults of Zaremba et al.'s small PTB model."""
+
+    # data
+    valid: str | None = None  # validation file
+    test: str | None = None  # test file
+    split: tuple[float, float] | None = None  # (valid, test) fractions cut from the train file
+    level: str = "word"  # word | char
+    mode: str = "stream"  # stream | sentence
+    lower: bool = False
+    min_count: int = 1
+    max_vocab: int | None = None
+    encoding: str = "utf-8"  # text encoding of the train, valid and test files
+    errors: str = "strict"  # undecodable bytes: strict | replace | ignore (see read_lines)
+    # model
+    cell: str = "lstm"
+    layers: int = 2
+    hidden_size: int | None = None  # None: the vectors' dimension, else DEFAULT_HIDDEN
+    embed_size: int | None = None  # None: the vectors' dimension, else hidden_size
+    dropout: float = 0.0
+    tie_weights: bool = True
+    init_range: float | None = 0.1  # None: the cells' own initialisation
+    vectors: str | None = None  # word-vector file for the input embedding
+    freeze_vectors: bool = False
+    # optimisation
+    optimizer: str = "sgd"
+    lr: float | None = None  # None: 1.0 for SGD, 1e-3 for Adam
+    schedule: str = "auto"  # auto (SGD: zaremba, Adam: plateau) | zaremba | plateau | constant
+    lr_decay: float = 0.5  # zaremba: lr × lr_decay per epoch after decay_after epochs
+    decay_after: int = 4
+    plateau_factor: float = 4.0  # plateau: lr ÷ plateau_factor when validation loss stalls
+    loss: str = "auto"  # auto (SGD: sum, Adam: mean) | sum | mean
+    clip: float = 5.0  # max gradient norm; 0 turns clipping off
+    weight_decay: float = 0.0
+    bptt: int = 20
+    batch_size: int = 20
+    eval_batch_size: int = 10
+    epochs: int = 13
+    patience: int | None = None  # early stopping after this many epochs without improvement
+    max_bad_steps: int = 10  # non-finite steps in a row before training stops
+    max_steps: int | None = None  # stop (with a checkpoint) after this many steps in all
+    max_minutes: float | None = None  # stop (with a checkpoint) after this much training time
+    seed: int = 1
+    checkpoint_every: int = 0  # also checkpoint every N steps (0: only every epoch)
+    checkpoint_minutes: float = 0.0  # also checkpoint every M minutes (0: only every epoch)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (see rnnlab.device)
+    precision: str = "fp32"  # fp32 | bf16 (autocast for the forward pass; the loss in float32)
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        check_level_mode(self.level, self.mode)
+        if self.lower not in (True, False):
+            raise RnnlabError(f"lower must be true or false, got {self.lower!r}")
+        for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
+                              ("loss", LOSSES), ("precision", PRECISIONS)):
+            if getattr(self, name) not in allowed:
+                raise RnnlabError(f"{name} must be one of {', '.join(allowed)}, "
+                                  f"got {getattr(self, name)!r}")
+        for name in ("layers", "bptt", "batch_size", "eval_batch_size", "max_bad_steps",
+                     "min_count"):
+            if getattr(self, name) < 1:
+                raise RnnlabError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if min(self.epochs, self.checkpoint_every, self.checkpoint_minutes, self.clip) < 0:
+            raise RnnlabError("epochs, checkpoint_every, checkpoint_minutes and clip must not be "
+                              "negative")
+        for name in ("hidden_size", "embed_size", "max_steps", "threads"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                label = {"embed_size": "embedding size (embed_size)",
+                         "hidden_size": "hidden size (hidden_size)"}.get(name, name)
+                raise RnnlabError(f"{label} must be at least 1, got {getattr(self, name)}")
+        if self.lr is not None and not self.lr > 0:
+            raise RnnlabError(f"lr must be positive, got {self.lr}")
+        if self.split is not None:
+            if self.valid or self.test:
+                raise RnnlabError("give either split fractions or valid/test files, not both")
+            self.split = tuple(float(f) for f in self.split)
+            if len(self.split) != 2:
+                raise RnnlabError("split takes two fractions: valid and test")
+        if self.freeze_vectors and not self.vectors:
+            raise RnnlabError("freeze_vectors needs a vectors file")
+        # Absolute paths, so that a run resumes from any working directory.
+        for name in ("valid", "test", "vectors"):
+            if getattr(self, name):
+                setattr(self, name, str(Path(getattr(self, name)).resolve()))
+
+    @property
+    def learning_rate(self) -> float:
+        """The starting learning rate."""
+        return self.lr if self.lr is not None else (1.0 if self.optimizer == "sgd" else 1e-3)
+
+    @property
+    def lr_schedule(self) -> str:
+        """The schedule in force (auto resolved)."""
+        if self.schedule != "auto":
+            return self.schedule
+        return "zaremba" if self.optimizer == "sgd" else "plateau"
+
+    @property
+    def summed_loss(self) -> bool:
+        """Whether the training loss is summed over time (True) or averaged per token."""
+        return self.loss == "sum" or (self.loss == "auto" and self.optimizer == "sgd")
+
+
+def resumed_settings(state: dict, train, overrides: dict) -> tuple[str, TrainSettings]:
+    """(training file, settings) of a run resumed from its saved state, with the `overrides`
+    that may change (RUNTIME_KEYS); any other change is refused."""
+    saved = {k: v for k, v in state["settings"].items() if k not in RETIRED_KEYS}
+    if train is not None and Path(train).resolve() != Path(state["train"]):
+        raise RnnlabError(f"resuming a run that trained on {state['train']}, not {train}")
+    for key, value in overrides.items():
+        if key not in RUNTIME_KEYS and value != saved.get(key) and not (
+                key == "split" and value is not None and list(value) == saved.get(key)):
+            raise RnnlabError(f"cannot change {key!r} when resuming (was {saved.get(key)!r})")
+    # The stopping limits belong to the command that set them: a resumed run that stopped at
+    # max_steps goes on unless it is given a (higher) limit again.
+    saved.update(max_steps=None, max_minutes=None)
+    saved.update({k: v for k, v in overrides.items() if k in RUNTIME_KEYS})
+    return state["train"], TrainSettings(**saved)

@@ -1,0 +1,78 @@
+"""The saved state of a training run: counters in `last/training.json`, tensors beside them.
+
+`last/` holds everything needed to continue exactly: the settings, the counters below, the
+optimizer, every process's random generators and the carried hidden state of the whole batch
+(`training.safetensors`: "rng.torch[.RANK]", "rng.cuda[.RANK]", "hidden.K", "optimizer.*"),
+so that a resumed run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from rnnlab.lm import distributed
+
+
+@dataclass
+class Progress:
+    """Where a run stands: position in the data, schedule, best so far, this epoch's sums."""
+
+    epoch: int = 1
+    step_in_epoch: int = 0
+    global_step: int = 0
+    lr: float = 0.0
+    best_valid: float | None = None
+    best_epoch: int | None = None
+    bad_epochs: int = 0
+    history: list[dict] = field(default_factory=list)  # one metrics record per epoch
+    skipped: int = 0
+    epoch_loss: float = 0.0
+    epoch_tokens: int = 0
+    epoch_seconds: float = 0.0  # training time in this epoch so far, resumed parts included
+
+    def to_json(self) -> dict:
+        """The counters as training.json keeps them."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, state: dict) -> Progress:
+        """The counters of a training.json (keys an older version did not write keep defaults)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in state.items() if k in names})
+
+
+def rank_tensors(ranks: list[dict]) -> tuple[dict[str, Tensor], int | None]:
+    """The tensors to save from each rank's {"rng.*": ..., "hidden": state or None}: generator
+    states under a ".RANK" suffix (none for rank 0), and the whole batch's hidden state put
+    back together from the ranks' columns as "hidden.K"; with the number of hidden parts."""
+    tensors = {}
+    for rank, got in enumerate(ranks):
+        suffix = f".{rank}" if rank else ""
+        tensors.update({k + suffix: v for k, v in got.items() if k.startswith("rng.")})
+    hidden = [got["hidden"] for got in ranks]
+    if all(h is None for h in hidden):
+        return tensors, None
+    like = next(h for h in hidden if h is not None)
+    zeros = tuple(map(torch.zeros_like, like)) if isinstance(like, tuple) else torch.zeros_like(like)
+    parts = distributed.cat_columns([zeros if h is None else h for h in hidden])
+    parts = parts if isinstance(parts, tuple) else (parts,)
+    tensors.update({f"hidden.{k}": p for k, p in enumerate(parts)})
+    return tensors, len(parts)
+
+
+def hidden_columns(tensors: dict[str, Tensor], parts: int, cols: slice, device: torch.device):
+    """This rank's columns of the saved hidden state (a tensor, or a tuple for the LSTM family)."""
+    h = [tensors[f"hidden.{k}"][:, cols].to(device) for k in range(parts)]
+    return tuple(h) if len(h) == 2 else h[0]
+
+
+def restore_generators(tensors: dict[str, Tensor], rank: int, device: torch.device) -> None:
+    """Set this rank's random generators as they were saved."""
+    suffix = f".{rank}" if rank else ""
+    torch.set_rng_state(tensors["rng.torch" + suffix])
+    if device.type == "cuda" and "rng.cuda" + suffix in tensors:
+        torch.cuda.set_rng_state(tensors["rng.cuda" + suffix], device)

@@ -1,0 +1,477 @@
+"""The training loop: truncated BPTT with SGD or Adam, schedules, checkpoints, resume.
+
+A step whose loss or gradient is not finite changes nothing: it is skipped and reported, and
+`max_bad_steps` of them in a row stop training with an RnnlabError. Every epoch, and every
+stop before the end of one, is evaluated (rnnlab.lm.evaluation) and recorded.
+
+Launched by torchrun, the same code trains data-parallel (see distributed.py): each process
+takes its share of every batch, DistributedDataParallel averages the gradients, every decision
+(skipping a step, the schedule, early stopping, stopping early) is taken on numbers summed over
+all processes, and only rank 0 writes files or reports.
+
+The trainer never prints: it calls `report(kind, data)` with kind "note" ({"message"}),
+"epoch_start" ({"epoch", "epochs", "steps", "done"}), "step" ({"loss", "ppl", "tokens_per_s",
+"lr"}), "epoch_end" ({}) and "metrics" (a record as metrics.jsonl keeps it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_model as st_load_model
+from torch import Tensor
+
+from rnnlab.device import autocast, resolve_device
+from rnnlab.errors import RnnlabError
+from rnnlab.fileio import atomic_write, file_fingerprint
+from rnnlab.lm import checkpoint, distributed, evaluation
+from rnnlab.lm.bundle import LM
+from rnnlab.lm.data import IGNORE, SentenceBatches, StreamBatches, read_text, split_lines
+from rnnlab.lm.model import LanguageModel
+from rnnlab.lm.settings import DEFAULT_HIDDEN, TrainSettings
+from rnnlab.lm.state import Progress, hidden_columns, rank_tensors, restore_generators
+from rnnlab.recurrent import detach_state
+from rnnlab.text.pipeline import TextPipeline
+from rnnlab.text.vocab import Vocabulary
+
+Report = Callable[[str, dict], None]
+
+
+def sequence_loss(logits: Tensor, targets: Tensor) -> tuple[Tensor, int]:
+    """Cross-entropy summed over all real target tokens, and their number (padding ignored)."""
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                           ignore_index=IGNORE, reduction="sum")
+    return loss, int((targets != IGNORE).sum())
+
+
+def metrics(loss: float, level: str) -> dict:
+    """Loss per token with its perplexity (and bits per character at character level)."""
+    out = {"loss": loss, "ppl": math.exp(min(loss, 700.0))}
+    if level == "char":
+        out["bpc"] = loss / math.log(2)
+    return out
+
+
+def data_files(s: TrainSettings, train: str | Path) -> dict[str, str]:
+    """The text files a run reads, by role."""
+    files = {"train": str(Path(train).resolve())}
+    files.update({k: getattr(s, k) for k in ("valid", "test") if getattr(s, k)})
+    return files
+
+
+class Trainer:
+    """One training run; `run()` does it all, reporting through `report`."""
+
+    def __init__(self, train: Path, s: TrainSettings, out: Path | None, saved,
+                 report: Report | None = None) -> None:
+        self.s = s
+        self.train_path = train.resolve()
+        self.out = out
+        self.saved = saved
+        self.report = report or (lambda kind, data: None)
+        self.group = distributed.Group()
+        self.device = torch.device("cpu")
+        self.interrupted = False
+
+    def say(self, kind: str, data: dict) -> None:
+        """Report to the caller (rank 0 only)."""
+        if self.group.main:
+            self.report(kind, data)
+
+    def note(self, message: str) -> None:
+        """A remark for the user."""
+        self.say("note", {"message": message})
+
+    def prepare_data(self) -> None:
+        """Read the texts; build (or reload) the vocabulary; batches and evaluation ids."""
+        s = self.s
+        self.pipeline = TextPipeline(s.level, s.mode, s.lower)
+        lines = read_text(self.train_path, s.encoding, s.errors)
+        if s.split:
+            train_lines, valid_lines, test_lines = split_lines(lines, *s.split)
+        else:
+            train_lines = lines
+            valid_lines = read_text(s.valid, s.encoding, s.errors) if s.valid else []
+            test_lines = read_text(s.test, s.encoding, s.errors) if s.test else []
+        if self.saved is not None:
+            self.vocab = Vocabulary.load(checkpoint.resume_folder(self.out / "last") / "vocab.json")
+        else:
+            self.vocab = self.pipeline.build_vocab(train_lines, s.min_count, s.max_vocab)
+        if s.mode == "stream":
+            self.group.columns(s.batch_size)  # fails early when the batch does not split
+        ids = self.pipeline.encode(train_lines, self.vocab)
+        if not ids:
+            raise RnnlabError(f"{self.train_path}: no training text")
+        self.train_data = (SentenceBatches(ids, s.batch_size, s.seed) if s.mode == "sentence"
+                           else StreamBatches(ids, s.batch_size, s.bptt))
+        self.valid_ids = self.pipeline.encode(valid_lines, self.vocab) if valid_lines else None
+        self.test_ids = self.pipeline.encode(test_lines, self.vocab) if test_lines else None
+        # Recorded in `last`, so that a resume can tell whether the text changed under it.
+        self.fingerprints = {role: file_fingerprint(path)
+                             for role, path in data_files(s, self.train_path).items()}
+
+    def build_model(self) -> None:
+        """The model (with word vectors when given), its optimizer, and the LM it belongs to."""
+        s = self.s
+        wv, tie = None, s.tie_weights
+        embed, hidden = s.embed_size, s.hidden_size
+        if self.saved is not None:
+            # The vectors' dimension may have set them; the checkpoint knows what was built.
+            built = checkpoint.read_config(checkpoint.resume_folder(self.out / "last"))["model"]
+            embed, hidden = built["embed_size"], built["hidden_size"]
+        elif s.vectors:
+            from rnnlab.word2vec.vectors import WordVectors
+
+            wv = WordVectors.load(s.vectors)
+            # Sizes from the vectors: an embedding of their dimension, and as many hidden
+            # units, so that the tied decoder needs no projection that starts out random.
+            embed = embed or int(wv.vectors.shape[1])
+            hidden = hidden or embed
+        hidden = hidden or DEFAULT_HIDDEN
+        if s.freeze_vectors and tie:
+            self.note("note: frozen vectors are not tied to the decoder (weight tying off)")
+            tie = False
+        torch.manual_seed(s.seed)
+        self.model = LanguageModel(len(self.vocab), embed or hidden, hidden, s.layers, s.cell,
+                                   s.dropout, tie, s.init_range)
+        if s.freeze_vectors:  # load_vectors froze them on the first run; a resume must too
+            self.model.embedding.weight.requires_grad_(False)
+        self.coverage = None
+        if wv is not None:
+            self.coverage = c = self.model.load_vectors(wv, self.vocab, s.freeze_vectors)
+            self.note(f"word vectors: {c['matched']}/{c['total']} tokens matched "
+                      f"({100 * c['coverage']:.1f} %; {c['lowercase']} via lowercase), "
+                      f"{'frozen' if c['frozen'] else 'fine-tuned'}")
+        self.model.to(self.device)
+        self.lm = LM(self.model, self.vocab, self.pipeline, {"eval_batch_size": s.eval_batch_size})
+        self.net = distributed.wrap(self.model, self.group, self.device)
+        if self.group.rank:  # the same weights everywhere, but each rank its own dropout masks
+            torch.manual_seed(s.seed + 7919 * self.group.rank)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.SGD if s.optimizer == "sgd" else torch.optim.Adam
+        self.optimizer = optimizer(self.params, lr=s.learning_rate, weight_decay=s.weight_decay)
+
+    def restore(self) -> None:
+        """Counters and tensors of a fresh run, or those saved in `last`."""
+        self.p = Progress(lr=self.s.learning_rate)
+        self.hidden = None
+        self.best_state = None
+        if self.saved is None:
+            return
+        state, tensors = self.saved
+        self.p = Progress.from_json(state)
+        if state.get("world", 1) != self.group.world:
+            raise RnnlabError(f"this run was trained by {state.get('world', 1)} process(es); "
+                              f"resume it with as many (now {self.group.world})")
+        self.coverage = state.get("coverage")
+        last = checkpoint.resume_folder(self.out / "last")
+        st_load_model(self.model, last / "model.safetensors", strict=True)
+        checkpoint.restore_optimizer(self.optimizer, state, tensors)
+        if "hidden.0" in tensors:  # the whole batch's state: this rank takes its columns
+            cols = self.group.columns(tensors["hidden.0"].shape[1])
+            self.hidden = hidden_columns(tensors, state["hidden_parts"], cols, self.device)
+        if (self.out / "best").is_dir() and self.p.best_valid is not None:
+            best = LM.load(self.out / "best")
+            self.best_state = {k: v.to(self.device) for k, v in best.model.state_dict().items()}
+        # Last: building models above draws from the generators.
+        restore_generators(tensors, self.group.rank, self.device)
+
+    def save_last(self) -> None:
+        """Write `last/` (collective: every rank hands rank 0 its generators and state)."""
+        self.saved_at = time.perf_counter()
+        if self.out is None:
+            return
+        mine = {"rng.torch": torch.get_rng_state(), "hidden": self.hidden_on_cpu()}
+        if self.device.type == "cuda":
+            mine["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        ranks = self.group.gather(mine)
+        if not self.group.main:
+            return
+        tensors, parts = rank_tensors(ranks)
+        state = {"train": str(self.train_path), "settings": dataclasses.asdict(self.s),
+                 **self.p.to_json(), "coverage": self.coverage, "world": self.group.world,
+                 "data": self.fingerprints, **({"hidden_parts": parts} if parts else {})}
+        self.lm.save(self.out / "last", {"epoch": self.p.epoch - (self.p.step_in_epoch == 0)},
+                     {"state": state, "tensors": tensors, "optimizer": self.optimizer})
+
+    def hidden_on_cpu(self):
+        """The carried state, on the CPU (None at the start of an epoch)."""
+        if self.hidden is None:
+            return None
+        if isinstance(self.hidden, tuple):
+            return tuple(h.detach().cpu() for h in self.hidden)
+        return self.hidden.detach().cpu()
+
+    def write_metrics(self, extra: list[dict] = ()) -> None:
+        """metrics.jsonl: one record per epoch, then `extra` (a stop's or the test's record)."""
+        if self.out is None or not self.group.main:
+            return
+        with atomic_write(self.out / "metrics.jsonl") as f:
+            for record in [*self.p.history, *extra]:
+                f.write(json.dumps(record) + "\n")
+
+    def evaluate(self, encoded) -> dict:
+        """Metrics of the model on encoded text: the one evaluation, shared out over ranks."""
+        total, count = evaluation.loss_sums(
+            self.model, encoded, self.s.mode, self.pipeline.start_ids(self.vocab),
+            self.s.eval_batch_size, self.group)
+        total, count = self.group.sum([total, count], self.device)
+        return metrics(total / max(count, 1), self.s.level)
+
+    def lr_for_epoch(self, epoch: int) -> float:
+        """The learning rate of an epoch under the schedule (plateau: as it stands)."""
+        s = self.s
+        if s.lr_schedule == "zaremba":
+            return s.learning_rate * s.lr_decay ** max(0, epoch - s.decay_after)
+        return self.p.lr
+
+    def local_batch(self, item) -> tuple[Tensor, Tensor, Tensor | None, bool]:
+        """This rank's share of a batch on the device, and whether it is real: a rank left
+        without sentences (a short last batch) runs one with zero weight, for the collectives."""
+        if self.train_data.carries_state:
+            x, y, lengths = self.train_data.get(item)
+            cols = self.group.columns(x.shape[1])
+            x, y, real = x[:, cols], y[:, cols], True
+        else:
+            mine = self.group.share(item)
+            real = bool(mine)
+            x, y, lengths = self.train_data.get(mine if real else item[:1])
+        return x.to(self.device), y.to(self.device), lengths, real
+
+    def train_step(self, item) -> None:
+        """One optimizer step on one batch (skipped when not finite)."""
+        s, p = self.s, self.p
+        x, y, lengths, real = self.local_batch(item)
+        state = detach_state(self.hidden) if self.train_data.carries_state else None
+        with autocast(self.device, s.precision):
+            logits, new_state = self.net(x, state, lengths)
+        loss, count = sequence_loss(logits.float(), y)
+        # Sums over the whole batch (all ranks) decide alike everywhere. DDP averages the ranks'
+        # gradients, so each scales its summed loss by world / (batch or tokens of the batch).
+        total, tokens, columns = self.group.sum(
+            [loss.item(), count, x.shape[1]] if real else [0.0, 0, 0], self.device)
+        scale = self.group.world / (columns if s.summed_loss else max(tokens, 1))
+        objective = loss * (scale if real else 0.0)
+        ok = math.isfinite(total)
+        if ok:
+            self.optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+            norm = torch.nn.utils.clip_grad_norm_(self.params, s.clip or math.inf)
+            ok = bool(torch.isfinite(norm))
+        if ok:
+            self.optimizer.step()
+            self.bad_in_row = 0
+            p.epoch_loss += total
+            p.epoch_tokens += int(tokens)
+        else:
+            self.skip_step()
+        if self.train_data.carries_state:
+            finite = all(bool(torch.isfinite(t).all()) for t in
+                         (new_state if isinstance(new_state, tuple) else (new_state,)))
+            self.hidden = detach_state(new_state) if finite else None
+        p.step_in_epoch += 1
+        p.global_step += 1
+
+    def skip_step(self) -> None:
+        """Count a non-finite step; too many in a row stop the run."""
+        self.p.skipped += 1
+        self.bad_in_row += 1
+        self.note(f"step {self.p.global_step + 1}: non-finite loss or gradient; step skipped")
+        if self.bad_in_row >= self.s.max_bad_steps:
+            raise RnnlabError(
+                f"{self.bad_in_row} non-finite steps in a row at step {self.p.global_step + 1}"
+                f" (epoch {self.p.epoch}); training stopped. Try a lower learning rate or "
+                f"stronger clipping")
+
+    def end_epoch(self) -> None:
+        """Evaluate, record, keep the best model, follow the schedule, save `last/`."""
+        s, p = self.s, self.p
+        record = {"epoch": p.epoch, "step": p.global_step, "lr": p.lr,
+                  **{f"train_{k}": v for k, v in
+                     metrics(p.epoch_loss / max(p.epoch_tokens, 1), s.level).items()}}
+        improved = True
+        if self.valid_ids is not None:
+            valid = self.evaluate(self.valid_ids)
+            record.update({f"valid_{k}": v for k, v in valid.items()})
+            improved = p.best_valid is None or valid["loss"] < p.best_valid
+        record.update({"skipped": p.skipped, "seconds": round(p.epoch_seconds, 1),
+                       "tokens_per_s": round(p.epoch_tokens / max(p.epoch_seconds, 1e-9))})
+        if improved:
+            p.best_valid, p.best_epoch, p.bad_epochs = record.get("valid_loss"), p.epoch, 0
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            if self.out is not None and self.group.main:
+                self.lm.save(self.out / "best", {"epoch": p.epoch, **record})
+        else:
+            p.bad_epochs += 1
+            if s.lr_schedule == "plateau":
+                p.lr /= s.plateau_factor
+        p.history.append(record)
+        self.say("metrics", record)
+        self.write_metrics()
+        p.epoch += 1
+        p.step_in_epoch, p.epoch_loss, p.epoch_tokens, p.epoch_seconds = 0, 0.0, 0, 0.0
+        self.hidden = None
+        self.save_last()
+
+    def record_stop(self, steps: int) -> None:
+        """Stopped inside an epoch: evaluate and record where it stands (a "partial" line in
+        metrics.jsonl and on the curve), and write `best/` if no epoch has ended yet.
+
+        best_valid stays unset, so a resumed run replaces that `best/` as an uninterrupted one.
+        """
+        p = self.p
+        record = {"epoch": p.epoch - 1 + p.step_in_epoch / max(steps, 1), "step": p.global_step,
+                  "partial": True,
+                  **{f"train_{k}": v for k, v in
+                     metrics(p.epoch_loss / max(p.epoch_tokens, 1), self.s.level).items()}}
+        if self.valid_ids is not None:
+            record.update({f"valid_{k}": v for k, v in self.evaluate(self.valid_ids).items()})
+        self.say("metrics", record)
+        self.partial = record
+        if self.out is not None and self.group.main:
+            self.write_metrics([record])
+            if self.best_state is None:
+                self.lm.save(self.out / "best", {**record, "epoch": p.epoch})
+
+    def train_epochs(self) -> str:
+        """Epochs until done, stopped or interrupted; returns how it ended."""
+        s, p = self.s, self.p
+        if s.max_steps is not None and p.global_step >= s.max_steps:
+            self.note(f"already at step {p.global_step}, max_steps is {s.max_steps}: "
+                      f"nothing to train")
+            return "max-steps"
+        while p.epoch <= s.epochs:
+            p.lr = self.lr_for_epoch(p.epoch)
+            for param_group in self.optimizer.param_groups:
+                param_group["lr"] = p.lr
+            self.model.train()
+            items = self.train_data.epoch(p.epoch)
+            stopped = self.run_epoch(items)
+            if stopped:
+                return stopped
+            self.end_epoch()
+            if s.patience and p.bad_epochs >= s.patience:
+                self.note(f"early stopping: no improvement for {p.bad_epochs} epochs")
+                return "early-stopping"
+        return "done"
+
+    def run_epoch(self, items: list) -> str | None:
+        """The steps of one epoch from where it stands; how the run stopped, if it did."""
+        s, p = self.s, self.p
+        self.say("epoch_start", {"epoch": p.epoch, "epochs": s.epochs, "steps": len(items),
+                                 "done": p.step_in_epoch})
+        try:
+            start, seconds_before, tokens = time.perf_counter(), p.epoch_seconds, 0
+            for item in items[p.step_in_epoch:]:
+                before = p.epoch_tokens
+                self.train_step(item)
+                tokens += p.epoch_tokens - before
+                now = time.perf_counter()
+                p.epoch_seconds = seconds_before + now - start
+                if p.global_step % 10 == 0 or p.step_in_epoch == len(items):
+                    loss = p.epoch_loss / max(p.epoch_tokens, 1)
+                    self.say("step", {"loss": loss, "ppl": math.exp(min(loss, 700)), "lr": p.lr,
+                                      "tokens_per_s": tokens / max(now - start, 1e-9)})
+                else:
+                    self.say("step", {})
+                stopped = self.check_stop(now)
+                if stopped:
+                    self.save_last()
+                    if stopped != "interrupted":
+                        self.record_stop(len(items))
+                    return stopped
+        finally:
+            self.say("epoch_end", {})
+        return None
+
+    def check_stop(self, now: float) -> str | None:
+        """Whether to stop after this step (Ctrl-C, max_steps, the clock); saves `last/` when
+        a checkpoint is due. Decided alike on every rank: one rank's Ctrl-C stops them all."""
+        s = self.s
+        flags = self.group.sum([
+            self.interrupted,
+            s.max_minutes is not None and now - self.started > 60 * s.max_minutes,
+            s.checkpoint_minutes > 0 and now - self.saved_at > 60 * s.checkpoint_minutes,
+        ], self.device)
+        self.interrupted, out_of_time, due = (v > 0 for v in flags)
+        if self.interrupted:
+            return "interrupted"
+        if s.max_steps is not None and self.p.global_step >= s.max_steps:
+            return "max-steps"
+        if out_of_time:
+            return "time-limit"
+        if due or (s.checkpoint_every and self.p.global_step % s.checkpoint_every == 0):
+            self.save_last()
+        return None
+
+    def run(self) -> tuple[str, dict | None]:
+        """Train and test: (how it stopped, the test metrics or None)."""
+        self.device = resolve_device(self.s.device)
+        self.group = distributed.join(self.device)
+        try:
+            return self.train_and_test()
+        finally:
+            self.group.close()
+
+    def train_and_test(self) -> tuple[str, dict | None]:
+        """Prepare, train, then score the best model on the test text."""
+        s = self.s
+        if s.threads:
+            torch.set_num_threads(s.threads)
+        self.started = self.saved_at = time.perf_counter()
+        self.bad_in_row, self.partial = 0, None
+        self.prepare_data()
+        self.build_model()
+        self.restore()
+        with self.signals_save():
+            stopped = self.train_epochs()
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        self.model.eval()
+        test = None
+        if stopped != "interrupted" and self.test_ids is not None:
+            test = self.evaluate(self.test_ids)
+            record = {f"test_{k}": v for k, v in test.items()} | {"best_epoch": self.p.best_epoch}
+            self.say("metrics", record)
+            self.write_metrics([r for r in (self.partial, record) if r])
+        shown = [*self.p.history, *([self.partial] if self.partial else [])]
+        if self.out is not None and shown and self.group.main:
+            from rnnlab.lm.plot import plot_curve
+
+            plot_curve(shown, self.out / "curve.png", s.level)
+        return stopped, test
+
+    @contextlib.contextmanager
+    def signals_save(self):
+        """While training, Ctrl-C or SIGTERM finishes the current step, saves `last` and stops.
+
+        SIGTERM is how job schedulers and torchrun stop processes (torchrun after Ctrl-C, which
+        its workers see too), so it never aborts the save; a second Ctrl-C stops at once.
+        """
+        def handler(signum, frame):
+            if self.interrupted and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            if not self.interrupted:
+                self.note(f"{signal.Signals(signum).name}: saving a checkpoint after this step "
+                          f"(Ctrl-C again to abort)")
+            self.interrupted = True
+
+        try:
+            previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread: leave signals alone
+            yield
+            return
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
