@@ -25,7 +25,6 @@ Array = np.ndarray
 State = Array | tuple[Array, Array]
 Params = dict[str, Array]
 
-REFERENCE_CELLS = ("rnn", "rnn-relu", "rnn-linear", "lstm", "peephole", "coupled", "gru")
 LSTM_FAMILY = ("lstm", "peephole", "coupled")
 
 
