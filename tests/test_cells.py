@@ -12,6 +12,7 @@ from rnnlab.cells import (
     RNNCell,
     make_cell,
 )
+from rnnlab.errors import RnnlabError
 
 B, X, H = 3, 4, 5
 σ = torch.sigmoid
@@ -128,9 +129,9 @@ def test_make_cell_and_zero_state(cell_type):
 
 
 def test_make_cell_rejects_unknown():
-    with pytest.raises(ValueError, match="unknown cell type"):
+    with pytest.raises(RnnlabError, match="unknown cell type"):
         make_cell("transformer", X, H)
-    with pytest.raises(ValueError):
+    with pytest.raises(RnnlabError):
         RNNCell(X, H, "sigmoid")
-    with pytest.raises(ValueError):
+    with pytest.raises(RnnlabError):
         LSTMCell(0, H)

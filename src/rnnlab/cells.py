@@ -18,6 +18,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from rnnlab.errors import RnnlabError
+
 State = Tensor | tuple[Tensor, Tensor]
 
 CELL_TYPES = ("rnn", "rnn-relu", "lstm", "peephole", "coupled", "gru")
@@ -31,7 +33,7 @@ class Cell(nn.Module):
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
         if input_size <= 0 or hidden_size <= 0:
-            raise ValueError(f"sizes must be positive, got input {input_size}, hidden {hidden_size}")
+            raise RnnlabError(f"sizes must be positive, got input {input_size}, hidden {hidden_size}")
         self.input_size = input_size
         self.hidden_size = hidden_size
 
@@ -54,7 +56,7 @@ class RNNCell(Cell):
         super().__init__(input_size, hidden_size)
         activations = {"tanh": torch.tanh, "relu": torch.relu, "linear": lambda a: a}
         if nonlinearity not in activations:
-            raise ValueError(f"nonlinearity must be one of {sorted(activations)}, got {nonlinearity!r}")
+            raise RnnlabError(f"nonlinearity must be one of {sorted(activations)}, got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         self.act = activations[nonlinearity]
         self.W = nn.Parameter(torch.empty(hidden_size, input_size))
@@ -195,14 +197,19 @@ class GRUCell(Cell):
         return h, h
 
 
+def check_cell_type(cell_type: str) -> None:
+    """RnnlabError unless `cell_type` is one of CELL_TYPES."""
+    if cell_type not in CELL_TYPES:
+        raise RnnlabError(f"unknown cell type {cell_type!r}; choose from {', '.join(CELL_TYPES)}")
+
+
 def make_cell(cell_type: str, input_size: int, hidden_size: int, **options) -> Cell:
     """Build a cell by its name: rnn, rnn-relu, lstm, peephole, coupled or gru."""
+    check_cell_type(cell_type)
     if cell_type == "rnn":
         return RNNCell(input_size, hidden_size, options.pop("nonlinearity", "tanh"), **options)
     if cell_type == "rnn-relu":
         return RNNCell(input_size, hidden_size, "relu", **options)
     classes = {"lstm": LSTMCell, "peephole": PeepholeLSTMCell, "coupled": CoupledLSTMCell,
                "gru": GRUCell}
-    if cell_type not in classes:
-        raise ValueError(f"unknown cell type {cell_type!r}; choose from {', '.join(CELL_TYPES)}")
     return classes[cell_type](input_size, hidden_size, **options)

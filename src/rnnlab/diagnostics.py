@@ -332,10 +332,7 @@ def sweep(
     for cell_type in cell_types:
         for radius in radii:
             torch.manual_seed(seed)
-            try:
-                cell = make_cell(cell_type, input_size, hidden_size)
-            except ValueError as e:
-                raise RnnlabError(str(e)) from None
+            cell = make_cell(cell_type, input_size, hidden_size)
             if radius is not None:
                 set_recurrent_radius(cell, radius)
             cell = cell.to(device)

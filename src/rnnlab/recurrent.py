@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import _VF, Tensor, nn
 
 from rnnlab import fused
-from rnnlab.cells import Cell, State, make_cell
+from rnnlab.cells import Cell, State, check_cell_type, make_cell
+from rnnlab.errors import RnnlabError
 
 TORCH_KERNELS = {"lstm": "lstm", "rnn": "rnn_tanh", "rnn-relu": "rnn_relu"}
 
@@ -67,6 +68,17 @@ def run_cell(cell: Cell, x: Tensor, state: State, lengths: Tensor | None = None)
     return torch.stack(outputs), state
 
 
+def check_settings(cell_type: str, num_layers: int = 1, dropout: float = 0.0, output: str = "all") -> None:
+    """RnnlabError for settings no `Recurrent` takes (cell sizes are checked by the cell)."""
+    check_cell_type(cell_type)
+    if output not in ("all", "last"):
+        raise RnnlabError(f"output must be 'all' or 'last', got {output!r}")
+    if num_layers < 1:
+        raise RnnlabError(f"num_layers must be at least 1, got {num_layers}")
+    if not 0.0 <= dropout < 1.0:
+        raise RnnlabError(f"dropout must be in [0, 1), got {dropout}")
+
+
 class Recurrent(nn.Module):
     """Layers of one cell type over time; returns every step's output or only the last."""
 
@@ -84,12 +96,7 @@ class Recurrent(nn.Module):
         **cell_options,
     ) -> None:
         super().__init__()
-        if output not in ("all", "last"):
-            raise ValueError(f"output must be 'all' or 'last', got {output!r}")
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be at least 1, got {num_layers}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_settings(cell_type, num_layers, dropout, output)
         self.cell_type = cell_type
         self.input_size, self.hidden_size = input_size, hidden_size
         self.num_layers, self.bidirectional = num_layers, bidirectional
@@ -122,7 +129,7 @@ class Recurrent(nn.Module):
         if lengths is not None:
             lengths = torch.as_tensor(lengths, dtype=torch.long).cpu()
             if lengths.shape != (B,) or lengths.min() < 1 or lengths.max() > T:
-                raise ValueError(f"lengths must be (batch,) in [1, {T}], got {lengths.tolist()}")
+                raise RnnlabError(f"lengths must be (batch,) in [1, {T}], got {lengths.tolist()}")
         if state is None:
             state = self.zero_state(B, x)
         if self.fast and self._kernel() is not None:
