@@ -11,6 +11,7 @@ from rnnlab.cells import (
     PeepholeLSTMCell,
     RNNCell,
     make_cell,
+    map_state,
 )
 from rnnlab.errors import RnnlabError
 
@@ -135,3 +136,16 @@ def test_make_cell_rejects_unknown():
         RNNCell(X, H, "sigmoid")
     with pytest.raises(RnnlabError):
         LSTMCell(0, H)
+
+
+@pytest.mark.parametrize("cell_type", [*CELL_TYPES, "rnn-linear"])
+def test_cell_type_names_what_make_cell_built(cell_type):
+    options = {"nonlinearity": "linear"} if cell_type == "rnn-linear" else {}
+    assert make_cell("rnn" if options else cell_type, X, H, **options).cell_type == cell_type
+
+
+def test_map_state_keeps_the_structure():
+    h, C = torch.ones(B, H), torch.zeros(B, H)
+    assert torch.equal(map_state(torch.neg, h), -h)
+    pair = map_state(torch.add, (h, C), (C, h))
+    assert type(pair) is tuple and torch.equal(pair[0], h) and torch.equal(pair[1], h)

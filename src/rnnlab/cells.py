@@ -14,6 +14,7 @@ et al. 2015) so that a fresh cell remembers by default; `forget_bias=0.0` turns 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -25,10 +26,20 @@ State = Tensor | tuple[Tensor, Tensor]
 CELL_TYPES = ("rnn", "rnn-relu", "lstm", "peephole", "coupled", "gru")
 
 
+def map_state(fn: Callable[..., Tensor], state: State, *others: State) -> State:
+    """fn on each tensor of a state (h, or the pair (h, C)), zipped with `others` of the same
+    structure; the result has that structure too."""
+    if isinstance(state, tuple):
+        return tuple(fn(*parts) for parts in zip(state, *others))
+    return fn(state, *others)
+
+
 class Cell(nn.Module):
     """Shared bookkeeping: sizes, initialisation and the zero state."""
 
+    cell_type = ""  # the name make_cell builds it by
     has_cell_state = False
+    forget_gate: int | None = None  # which block of H rows of b is the forget gate's
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
@@ -38,10 +49,15 @@ class Cell(nn.Module):
         self.hidden_size = hidden_size
 
     def reset_parameters(self) -> None:
-        """Uniform ±1/sqrt(hidden_size) for every tensor, as torch.nn's recurrent layers do."""
+        """Uniform ±1/sqrt(hidden_size) for every tensor, as torch.nn's recurrent layers do,
+        then the forget gate's bias set to `forget_bias` (LSTM family)."""
         bound = 1.0 / math.sqrt(self.hidden_size)
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
+        if self.forget_gate is not None:
+            H, k = self.hidden_size, self.forget_gate
+            with torch.no_grad():
+                self.b[k * H : (k + 1) * H].fill_(self.forget_bias)
 
     def zero_state(self, batch: int, like: Tensor) -> State:
         """The all-zero initial state for `batch` sequences, on `like`'s device and dtype."""
@@ -64,6 +80,11 @@ class RNNCell(Cell):
         self.b = nn.Parameter(torch.empty(hidden_size))
         self.reset_parameters()
 
+    @property
+    def cell_type(self) -> str:
+        """rnn, rnn-relu or rnn-linear, after the nonlinearity."""
+        return "rnn" if self.nonlinearity == "tanh" else f"rnn-{self.nonlinearity}"
+
     def forward(self, x: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
         s = self.act(x @ self.W.T + s @ self.U.T + self.b)
         return s, s
@@ -72,7 +93,9 @@ class RNNCell(Cell):
 class LSTMCell(Cell):
     """Standard LSTM; rows of W are the gates [i, f, c̃, o] over [h_{t-1}, x_t]."""
 
+    cell_type = "lstm"
     has_cell_state = True
+    forget_gate = 1
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0) -> None:
         super().__init__(input_size, hidden_size)
@@ -80,12 +103,6 @@ class LSTMCell(Cell):
         self.W = nn.Parameter(torch.empty(4 * hidden_size, hidden_size + input_size))
         self.b = nn.Parameter(torch.empty(4 * hidden_size))
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        super().reset_parameters()
-        H = self.hidden_size
-        with torch.no_grad():
-            self.b[H : 2 * H].fill_(self.forget_bias)
 
     def forward(self, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         h, C = state
@@ -107,7 +124,9 @@ class PeepholeLSTMCell(Cell):
     with `diagonal=True`, vectors p multiplied element-wise (Gers & Schmidhuber's form).
     """
 
+    cell_type = "peephole"
     has_cell_state = True
+    forget_gate = 1
 
     def __init__(
         self, input_size: int, hidden_size: int, diagonal: bool = False, forget_bias: float = 1.0
@@ -120,12 +139,6 @@ class PeepholeLSTMCell(Cell):
         shape = (3 * hidden_size,) if diagonal else (3 * hidden_size, hidden_size)
         self.P = nn.Parameter(torch.empty(shape))
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        super().reset_parameters()
-        H = self.hidden_size
-        with torch.no_grad():
-            self.b[H : 2 * H].fill_(self.forget_bias)
 
     def peep(self, C: Tensor, gate: int) -> Tensor:
         """P_gate C for gate 0 (i), 1 (f) or 2 (o)."""
@@ -148,7 +161,9 @@ class PeepholeLSTMCell(Cell):
 class CoupledLSTMCell(Cell):
     """LSTM with coupled forget and input gates; rows of W are [f, c̃, o] over [h_{t-1}, x_t]."""
 
+    cell_type = "coupled"
     has_cell_state = True
+    forget_gate = 0
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0) -> None:
         super().__init__(input_size, hidden_size)
@@ -156,11 +171,6 @@ class CoupledLSTMCell(Cell):
         self.W = nn.Parameter(torch.empty(3 * hidden_size, hidden_size + input_size))
         self.b = nn.Parameter(torch.empty(3 * hidden_size))
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        super().reset_parameters()
-        with torch.no_grad():
-            self.b[: self.hidden_size].fill_(self.forget_bias)
 
     def forward(self, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         h, C = state
@@ -179,6 +189,8 @@ class GRUCell(Cell):
     Rows of W_zr are [z, r] over [h_{t-1}, x_t]; W maps [r_t * h_{t-1}, x_t] to h̃_t.
     (torch.nn.GRU applies r after the product, a different function.)
     """
+
+    cell_type = "gru"
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__(input_size, hidden_size)

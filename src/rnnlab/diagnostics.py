@@ -252,14 +252,6 @@ class GradientFlow:
                 "jac_c": clean(self.jac_c), "gates": {k: clean(v) for k, v in self.gates.items()}}
 
 
-def cell_type_name(cell: Cell) -> str:
-    """rnn, rnn-relu, rnn-linear, lstm, peephole, coupled or gru."""
-    if isinstance(cell, RNNCell):
-        return {"tanh": "rnn", "relu": "rnn-relu", "linear": "rnn-linear"}[cell.nonlinearity]
-    return {LSTMCell: "lstm", PeepholeLSTMCell: "peephole", CoupledLSTMCell: "coupled",
-            GRUCell: "gru"}[type(cell)]
-
-
 def gradient_flow(
     model: Model,
     x: Tensor,
@@ -293,7 +285,7 @@ def gradient_flow(
     paired = cells[0].has_cell_state
     h_cols, C_cols = slice(0, L * H), slice(L * H, None)
     flow = GradientFlow(
-        cell_type=cell_type_name(cells[0]),
+        cell_type=cells[0].cell_type,
         rho=recurrent_radius(model),
         grad=norms(slice(None)), grad_h=norms(h_cols), grad_c=norms(C_cols) if paired else None,
         jac=product_norms(Js), jac_h=product_norms(Js, h_cols),

@@ -38,18 +38,6 @@ def params_from_cell(cell) -> Params:
     return {name: p.detach().cpu().double().numpy().copy() for name, p in cell.named_parameters()}
 
 
-def cell_type_of(cell) -> str:
-    """The reference's name for a torch cell: rnn, rnn-relu, rnn-linear, lstm, peephole, ..."""
-    name = type(cell).__name__
-    if name == "RNNCell":
-        return {"tanh": "rnn", "relu": "rnn-relu", "linear": "rnn-linear"}[cell.nonlinearity]
-    names = {"LSTMCell": "lstm", "PeepholeLSTMCell": "peephole", "CoupledLSTMCell": "coupled",
-             "GRUCell": "gru"}
-    if name not in names:
-        raise RnnlabError(f"no reference for cell class {name}")
-    return names[name]
-
-
 # ---- vanilla RNN: s_t = act(W x_t + U s_{t-1} + b) ------------------------------------------
 
 ACTIVATIONS = {  # name: (act(a), act'(a) written with a and s = act(a))
