@@ -1,4 +1,4 @@
-"""The lecture's recurrent cells, one step each, written as SPEC.md writes them.
+"""The lecture's recurrent cells, one step each, written as the lecture writes them (docs/lecture.md §2).
 
 Every cell has one interface: `cell(x_t, state) -> (h_t, new_state)`, with `x_t` of shape
 (batch, input_size). The state is `h` for `rnn` and `gru`, and the pair `(h, C)` for the

@@ -1,7 +1,7 @@
 """Gradient flow through time: how much of the loss at the last step still reaches step k.
 
-SPEC §1: `∂s_T/∂s_k = Π_{i=k+1..T} ∂s_i/∂s_{i-1}`; when the largest eigenvalue of U is
-above 1 gradients explode, below 1 they vanish. For a cell or a `Recurrent` (one direction,
+The lecture (docs/lecture.md §1): `∂s_T/∂s_k = Π_{i=k+1..T} ∂s_i/∂s_{i-1}`; when the largest
+eigenvalue of U is above 1 gradients explode, below 1 they vanish. For a cell or a `Recurrent` (one direction,
 any number of layers) and an input sequence, `gradient_flow` measures with autograd, in
 float64 on a copy of the model:
 

@@ -1,4 +1,4 @@
-"""Word2Vec: learn word vectors from text (SPEC §3), word2vec.c's recipe behind gensim's API.
+"""Word2Vec: learn word vectors from text (docs/lecture.md §3), word2vec.c's recipe behind gensim's API.
 
 The lecture's N-m-N network: a one-hot word times the input matrix W_in (N x m) is the
 word's vector (the hidden layer); the output matrix W_out (m x N) scores its neighbours.
