@@ -1,9 +1,9 @@
 """Gradient flow through time: how much of the loss at the last step still reaches step k.
 
 The lecture (docs/lecture.md §1): `∂s_T/∂s_k = Π_{i=k+1..T} ∂s_i/∂s_{i-1}`; when the largest
-eigenvalue of U is above 1 gradients explode, below 1 they vanish. For a cell or a `Recurrent` (one direction,
-any number of layers) and an input sequence, `gradient_flow` measures with autograd, in
-float64 on a copy of the model:
+eigenvalue of U is above 1 gradients explode, below 1 they vanish. For a cell or a
+`Recurrent` (one direction, any number of layers) and an input sequence, `gradient_flow`
+measures with autograd, in float64 on a copy of the model:
 
 - `‖∂E_T/∂s_k‖` for every k, with E_T = u · h_T for a fixed unit vector u (or a loss you
   pass), so the norm at distance 0 is 1 and the norm at distance d is what survives d steps;
