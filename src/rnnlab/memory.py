@@ -15,13 +15,10 @@ def physical_memory() -> int | None:
         return None
 
 
-def check_fits(need_bytes: int, what: str, advice: str = "", headroom: float = 1.0) -> None:
-    """RnnlabError when `what` needs more than physical memory / `headroom`; silent where the
-    system does not say how much it has.
-
-    The message: "WHAT needs N GiB, more than this machine's M GiB[; ADVICE]".
-    """
+def check_fits(need_bytes: int, what: str, advice: str = "") -> None:
+    """RnnlabError "WHAT would need N GiB, more than this machine's M GiB[; ADVICE]" when
+    `need_bytes` exceed physical memory; silent where the system does not say."""
     have = physical_memory()
-    if have is not None and need_bytes * headroom > have:
-        raise RnnlabError(f"{what} needs {need_bytes / 2**30:.1f} GiB, more than this machine's "
-                          f"{have / 2**30:.1f} GiB" + (f"; {advice}" if advice else ""))
+    if have is not None and need_bytes > have:
+        raise RnnlabError(f"{what} would need {need_bytes / 2**30:.1f} GiB, more than this "
+                          f"machine's {have / 2**30:.1f} GiB" + (f"; {advice}" if advice else ""))
