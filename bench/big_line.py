@@ -1,4 +1,4 @@
-"""One 200 MB line (issue 6): does each command stream it in memory bounded by the vocabulary?
+"""One 200 MB line: does each command stream it in memory bounded by the vocabulary?
 
 Writes a single-line text file of random words (a 5,000-word vocabulary, Zipf frequencies, the
 shape of real text) into a temporary folder under /tmp, and a 1 MB one like it. Each step runs

@@ -56,7 +56,7 @@ VECTORS = dict(SMALL, embed_size=None, hidden_size=None, tie_weights=True, epoch
 RANDOM = dict(VECTORS, embed_size=VECTOR_DIM, hidden_size=VECTOR_DIM)
 
 PAPER = {"small": {"valid_ppl": 120.7, "test_ppl": 114.5,
-                   # ANCHORS.md, plain torch.nn.LSTM, summed loss, seed 1, on this kind of machine
+                   # a plain torch.nn.LSTM reproduction: summed loss, seed 1, on this kind of machine
                    "anchor_here_valid_ppl_by_epoch": [182, 145, 135, 130, 119, 118],
                    "anchor_here_valid_test": [117.2, 113.3]}}
 REQUIRED = {"small": {"test_ppl_max": 116.0, "of": "median over seeds"}}

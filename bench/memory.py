@@ -15,7 +15,7 @@ Each cell is trained from two initialisations, as rows "<cell>" and "<cell>+mem"
   input gate is 1 - f); gru: update-gate bias -b (keep 1 - z ≈ 0.95); rnn and rnn-relu:
   U = I and b = 0 (Le, Jaitly & Hinton 2015's IRNN).
 
-Second part, the exploding case (SPEC §1): an RNN whose U has spectral radius above 1, trained
+Second part, the exploding case (docs/lecture.md §1): an RNN whose U has spectral radius above 1, trained
 by plain gradient descent with and without gradient clipping.
 
     python bench/memory.py            # full run (about 25 minutes here, two workers)

@@ -1,4 +1,4 @@
-"""Bad input: one clear line, exit 2, no traceback, nothing half-written (issue 6).
+"""Bad input: one clear line, exit 2, no traceback, nothing half-written.
 
 Most cases call `rnnlab.cli.main` in-process and check the return code, that stderr is one
 line "rnnlab COMMAND: error: ...", and that the output folder is byte for byte what it was

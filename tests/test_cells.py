@@ -11,7 +11,9 @@ from rnnlab.cells import (
     PeepholeLSTMCell,
     RNNCell,
     make_cell,
+    map_state,
 )
+from rnnlab.errors import RnnlabError
 
 B, X, H = 3, 4, 5
 σ = torch.sigmoid
@@ -128,9 +130,22 @@ def test_make_cell_and_zero_state(cell_type):
 
 
 def test_make_cell_rejects_unknown():
-    with pytest.raises(ValueError, match="unknown cell type"):
+    with pytest.raises(RnnlabError, match="unknown cell type"):
         make_cell("transformer", X, H)
-    with pytest.raises(ValueError):
+    with pytest.raises(RnnlabError):
         RNNCell(X, H, "sigmoid")
-    with pytest.raises(ValueError):
+    with pytest.raises(RnnlabError):
         LSTMCell(0, H)
+
+
+@pytest.mark.parametrize("cell_type", [*CELL_TYPES, "rnn-linear"])
+def test_cell_type_names_what_make_cell_built(cell_type):
+    options = {"nonlinearity": "linear"} if cell_type == "rnn-linear" else {}
+    assert make_cell("rnn" if options else cell_type, X, H, **options).cell_type == cell_type
+
+
+def test_map_state_keeps_the_structure():
+    h, C = torch.ones(B, H), torch.zeros(B, H)
+    assert torch.equal(map_state(torch.neg, h), -h)
+    pair = map_state(torch.add, (h, C), (C, h))
+    assert type(pair) is tuple and torch.equal(pair[0], h) and torch.equal(pair[1], h)

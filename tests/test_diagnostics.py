@@ -84,7 +84,7 @@ def test_autograd_jacobians_match_the_reference(cell_type, options):
     torch_state0 = tuple(map(torch.tensor, state0)) if isinstance(state0, tuple) \
         else torch.tensor(state0)
     ours = dg.step_jacobians(cell, torch.tensor(x), torch_state0).numpy()
-    theirs = np.stack(ref.jacobians(ref.cell_type_of(cell), ref.params_from_cell(cell), x, state0))
+    theirs = np.stack(ref.jacobians(cell.cell_type, ref.params_from_cell(cell), x, state0))
     assert np.abs(ours - theirs).max() < 1e-9
 
     # the gradient norms (one backward pass) and the product norms against the reference's
@@ -124,7 +124,7 @@ def test_lstm_with_open_forget_gate_and_closed_input_gate_keeps_the_cell_path():
 @pytest.mark.parametrize("cell_type,options", [c for c in CELLS if not c[0].startswith("rnn")])
 def test_recomputed_gates_match_the_reference_forward(cell_type, options):
     cell, x, state0 = reference_problem(cell_type, options, T=1)
-    name = ref.cell_type_of(cell)
+    name = cell.cell_type
     cache = ref.forward(name, ref.params_from_cell(cell), x, state0)[2][0]
     torch_state = tuple(map(torch.tensor, state0)) if isinstance(state0, tuple) \
         else torch.tensor(state0)

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from rnnlab.cells import CELL_TYPES
+from rnnlab.errors import RnnlabError
 from rnnlab.recurrent import Recurrent, detach_state, reverse_padded
 
 T, B, I, H = 7, 4, 5, 6
@@ -160,11 +161,11 @@ def test_dropout_between_layers_only_in_training():
 
 @pytest.mark.parametrize("bad", [{"output": "first"}, {"num_layers": 0}, {"dropout": 1.0}])
 def test_bad_settings_are_refused(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(RnnlabError):
         Recurrent("lstm", I, H, **bad)
 
 
 def test_bad_lengths_are_refused():
     layer = Recurrent("gru", I, H)
-    with pytest.raises(ValueError):
+    with pytest.raises(RnnlabError):
         layer(torch.randn(T, B, I), lengths=torch.tensor([T + 1, 1, 1, 1]))

@@ -100,13 +100,13 @@ def test_params_from_cell_are_float64_copies(name):
         assert params[n].dtype == np.float64 and params[n].shape == tuple(p.shape)
         np.testing.assert_array_equal(params[n], p.detach().numpy())
     expected = {"peephole-full": "peephole", "peephole-diagonal": "peephole"}.get(name, name)
-    assert ref.cell_type_of(cell) == expected
+    assert cell.cell_type == expected
 
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_forward_matches_cells(name):
     cell, x, state0, _, _ = make_problem(name)
-    hs, states, _ = ref.forward(ref.cell_type_of(cell), ref.params_from_cell(cell), x, state0)
+    hs, states, _ = ref.forward(cell.cell_type, ref.params_from_cell(cell), x, state0)
     s0 = [torch.tensor(s) for s in as_list(state0)]
     out, final = run_cell(cell, torch.tensor(x), tuple(s0) if len(s0) == 2 else s0[0])
     np.testing.assert_allclose(hs, out.detach().numpy(), rtol=0, atol=1e-13)
@@ -117,7 +117,7 @@ def test_forward_matches_cells(name):
 @pytest.mark.parametrize("name", CONFIGS)
 def test_bptt_matches_autograd(name):
     cell, x, state0, dh, dstate = make_problem(name)
-    cell_type, params = ref.cell_type_of(cell), ref.params_from_cell(cell)
+    cell_type, params = cell.cell_type, ref.params_from_cell(cell)
     _, _, caches = ref.forward(cell_type, params, x, state0)
     grads, dx, ds0 = ref.backward(cell_type, params, caches, dh, dstate)
     want, want_dx, want_ds0 = autograd_grads(cell, x, state0, dh, dstate)
@@ -132,7 +132,7 @@ def test_bptt_matches_autograd(name):
 @pytest.mark.parametrize("name", CONFIGS)
 def test_bptt_matches_finite_differences(name):
     cell, x, state0, dh, dstate = make_problem(name, seed=1)
-    cell_type, params = ref.cell_type_of(cell), ref.params_from_cell(cell)
+    cell_type, params = cell.cell_type, ref.params_from_cell(cell)
     state0 = tuple(s.copy() for s in state0) if isinstance(state0, tuple) else state0.copy()
     _, _, caches = ref.forward(cell_type, params, x, state0)
     grads, dx, ds0 = ref.backward(cell_type, params, caches, dh, dstate)
@@ -161,7 +161,7 @@ def test_gradient_without_final_state_term():
 @pytest.mark.parametrize("k", [1, 3, 4])
 def test_truncated_bptt_matches_autograd_with_detached_state(name, k):
     cell, x, state0, dh, dstate = make_problem(name, steps=10)
-    cell_type, params = ref.cell_type_of(cell), ref.params_from_cell(cell)
+    cell_type, params = cell.cell_type, ref.params_from_cell(cell)
     _, _, caches = ref.forward(cell_type, params, x, state0)
     grads, dx, ds0 = ref.backward(cell_type, params, caches, dh, dstate, k=k)
     want, want_dx, want_ds0 = autograd_grads(cell, x, state0, dh, dstate, k=k)
@@ -187,7 +187,7 @@ def test_truncation_longer_than_sequence_is_full_bptt():
 @pytest.mark.parametrize("name", CONFIGS)
 def test_jacobians_match_torch(name):
     cell, x, state0, _, _ = make_problem(name)
-    cell_type, params = ref.cell_type_of(cell), ref.params_from_cell(cell)
+    cell_type, params = cell.cell_type, ref.params_from_cell(cell)
     Js = ref.jacobians(cell_type, params, x, state0)
     _, states, _ = ref.forward(cell_type, params, x, state0)
     prev_states = [state0] + states[:-1]

@@ -1,4 +1,4 @@
-"""The lecture's recurrent cells, one step each, written as SPEC.md writes them.
+"""The lecture's recurrent cells, one step each, written as the lecture writes them (docs/lecture.md §2).
 
 Every cell has one interface: `cell(x_t, state) -> (h_t, new_state)`, with `x_t` of shape
 (batch, input_size). The state is `h` for `rnn` and `gru`, and the pair `(h, C)` for the
@@ -14,32 +14,50 @@ et al. 2015) so that a fresh cell remembers by default; `forget_bias=0.0` turns 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+
+from rnnlab.errors import RnnlabError
 
 State = Tensor | tuple[Tensor, Tensor]
 
 CELL_TYPES = ("rnn", "rnn-relu", "lstm", "peephole", "coupled", "gru")
 
 
+def map_state(fn: Callable[..., Tensor], state: State, *others: State) -> State:
+    """fn on each tensor of a state (h, or the pair (h, C)), zipped with `others` of the same
+    structure; the result has that structure too."""
+    if isinstance(state, tuple):
+        return tuple(fn(*parts) for parts in zip(state, *others))
+    return fn(state, *others)
+
+
 class Cell(nn.Module):
     """Shared bookkeeping: sizes, initialisation and the zero state."""
 
+    cell_type = ""  # the name make_cell builds it by
     has_cell_state = False
+    forget_gate: int | None = None  # which block of H rows of b is the forget gate's
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
         if input_size <= 0 or hidden_size <= 0:
-            raise ValueError(f"sizes must be positive, got input {input_size}, hidden {hidden_size}")
+            raise RnnlabError(f"sizes must be positive, got input {input_size}, hidden {hidden_size}")
         self.input_size = input_size
         self.hidden_size = hidden_size
 
     def reset_parameters(self) -> None:
-        """Uniform ±1/sqrt(hidden_size) for every tensor, as torch.nn's recurrent layers do."""
+        """Uniform ±1/sqrt(hidden_size) for every tensor, as torch.nn's recurrent layers do,
+        then the forget gate's bias set to `forget_bias` (LSTM family)."""
         bound = 1.0 / math.sqrt(self.hidden_size)
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
+        if self.forget_gate is not None:
+            H, k = self.hidden_size, self.forget_gate
+            with torch.no_grad():
+                self.b[k * H : (k + 1) * H].fill_(self.forget_bias)
 
     def zero_state(self, batch: int, like: Tensor) -> State:
         """The all-zero initial state for `batch` sequences, on `like`'s device and dtype."""
@@ -54,13 +72,18 @@ class RNNCell(Cell):
         super().__init__(input_size, hidden_size)
         activations = {"tanh": torch.tanh, "relu": torch.relu, "linear": lambda a: a}
         if nonlinearity not in activations:
-            raise ValueError(f"nonlinearity must be one of {sorted(activations)}, got {nonlinearity!r}")
+            raise RnnlabError(f"nonlinearity must be one of {sorted(activations)}, got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         self.act = activations[nonlinearity]
         self.W = nn.Parameter(torch.empty(hidden_size, input_size))
         self.U = nn.Parameter(torch.empty(hidden_size, hidden_size))
         self.b = nn.Parameter(torch.empty(hidden_size))
         self.reset_parameters()
+
+    @property
+    def cell_type(self) -> str:
+        """rnn, rnn-relu or rnn-linear, after the nonlinearity."""
+        return "rnn" if self.nonlinearity == "tanh" else f"rnn-{self.nonlinearity}"
 
     def forward(self, x: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
         s = self.act(x @ self.W.T + s @ self.U.T + self.b)
@@ -70,7 +93,9 @@ class RNNCell(Cell):
 class LSTMCell(Cell):
     """Standard LSTM; rows of W are the gates [i, f, c̃, o] over [h_{t-1}, x_t]."""
 
+    cell_type = "lstm"
     has_cell_state = True
+    forget_gate = 1
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0) -> None:
         super().__init__(input_size, hidden_size)
@@ -78,12 +103,6 @@ class LSTMCell(Cell):
         self.W = nn.Parameter(torch.empty(4 * hidden_size, hidden_size + input_size))
         self.b = nn.Parameter(torch.empty(4 * hidden_size))
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        super().reset_parameters()
-        H = self.hidden_size
-        with torch.no_grad():
-            self.b[H : 2 * H].fill_(self.forget_bias)
 
     def forward(self, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         h, C = state
@@ -105,7 +124,9 @@ class PeepholeLSTMCell(Cell):
     with `diagonal=True`, vectors p multiplied element-wise (Gers & Schmidhuber's form).
     """
 
+    cell_type = "peephole"
     has_cell_state = True
+    forget_gate = 1
 
     def __init__(
         self, input_size: int, hidden_size: int, diagonal: bool = False, forget_bias: float = 1.0
@@ -118,12 +139,6 @@ class PeepholeLSTMCell(Cell):
         shape = (3 * hidden_size,) if diagonal else (3 * hidden_size, hidden_size)
         self.P = nn.Parameter(torch.empty(shape))
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        super().reset_parameters()
-        H = self.hidden_size
-        with torch.no_grad():
-            self.b[H : 2 * H].fill_(self.forget_bias)
 
     def peep(self, C: Tensor, gate: int) -> Tensor:
         """P_gate C for gate 0 (i), 1 (f) or 2 (o)."""
@@ -146,7 +161,9 @@ class PeepholeLSTMCell(Cell):
 class CoupledLSTMCell(Cell):
     """LSTM with coupled forget and input gates; rows of W are [f, c̃, o] over [h_{t-1}, x_t]."""
 
+    cell_type = "coupled"
     has_cell_state = True
+    forget_gate = 0
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0) -> None:
         super().__init__(input_size, hidden_size)
@@ -154,11 +171,6 @@ class CoupledLSTMCell(Cell):
         self.W = nn.Parameter(torch.empty(3 * hidden_size, hidden_size + input_size))
         self.b = nn.Parameter(torch.empty(3 * hidden_size))
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        super().reset_parameters()
-        with torch.no_grad():
-            self.b[: self.hidden_size].fill_(self.forget_bias)
 
     def forward(self, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         h, C = state
@@ -178,6 +190,8 @@ class GRUCell(Cell):
     (torch.nn.GRU applies r after the product, a different function.)
     """
 
+    cell_type = "gru"
+
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__(input_size, hidden_size)
         self.W_zr = nn.Parameter(torch.empty(2 * hidden_size, hidden_size + input_size))
@@ -195,14 +209,19 @@ class GRUCell(Cell):
         return h, h
 
 
+def check_cell_type(cell_type: str) -> None:
+    """RnnlabError unless `cell_type` is one of CELL_TYPES."""
+    if cell_type not in CELL_TYPES:
+        raise RnnlabError(f"unknown cell type {cell_type!r}; choose from {', '.join(CELL_TYPES)}")
+
+
 def make_cell(cell_type: str, input_size: int, hidden_size: int, **options) -> Cell:
     """Build a cell by its name: rnn, rnn-relu, lstm, peephole, coupled or gru."""
+    check_cell_type(cell_type)
     if cell_type == "rnn":
         return RNNCell(input_size, hidden_size, options.pop("nonlinearity", "tanh"), **options)
     if cell_type == "rnn-relu":
         return RNNCell(input_size, hidden_size, "relu", **options)
     classes = {"lstm": LSTMCell, "peephole": PeepholeLSTMCell, "coupled": CoupledLSTMCell,
                "gru": GRUCell}
-    if cell_type not in classes:
-        raise ValueError(f"unknown cell type {cell_type!r}; choose from {', '.join(CELL_TYPES)}")
     return classes[cell_type](input_size, hidden_size, **options)

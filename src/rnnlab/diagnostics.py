@@ -1,9 +1,9 @@
 """Gradient flow through time: how much of the loss at the last step still reaches step k.
 
-SPEC §1: `∂s_T/∂s_k = Π_{i=k+1..T} ∂s_i/∂s_{i-1}`; when the largest eigenvalue of U is
-above 1 gradients explode, below 1 they vanish. For a cell or a `Recurrent` (one direction,
-any number of layers) and an input sequence, `gradient_flow` measures with autograd, in
-float64 on a copy of the model:
+The lecture (docs/lecture.md §1): `∂s_T/∂s_k = Π_{i=k+1..T} ∂s_i/∂s_{i-1}`; when the largest
+eigenvalue of U is above 1 gradients explode, below 1 they vanish. For a cell or a
+`Recurrent` (one direction, any number of layers) and an input sequence, `gradient_flow`
+measures with autograd, in float64 on a copy of the model:
 
 - `‖∂E_T/∂s_k‖` for every k, with E_T = u · h_T for a fixed unit vector u (or a loss you
   pass), so the norm at distance 0 is 1 and the norm at distance d is what survives d steps;
@@ -252,14 +252,6 @@ class GradientFlow:
                 "jac_c": clean(self.jac_c), "gates": {k: clean(v) for k, v in self.gates.items()}}
 
 
-def cell_type_name(cell: Cell) -> str:
-    """rnn, rnn-relu, rnn-linear, lstm, peephole, coupled or gru."""
-    if isinstance(cell, RNNCell):
-        return {"tanh": "rnn", "relu": "rnn-relu", "linear": "rnn-linear"}[cell.nonlinearity]
-    return {LSTMCell: "lstm", PeepholeLSTMCell: "peephole", CoupledLSTMCell: "coupled",
-            GRUCell: "gru"}[type(cell)]
-
-
 def gradient_flow(
     model: Model,
     x: Tensor,
@@ -293,7 +285,7 @@ def gradient_flow(
     paired = cells[0].has_cell_state
     h_cols, C_cols = slice(0, L * H), slice(L * H, None)
     flow = GradientFlow(
-        cell_type=cell_type_name(cells[0]),
+        cell_type=cells[0].cell_type,
         rho=recurrent_radius(model),
         grad=norms(slice(None)), grad_h=norms(h_cols), grad_c=norms(C_cols) if paired else None,
         jac=product_norms(Js), jac_h=product_norms(Js, h_cols),
@@ -332,10 +324,7 @@ def sweep(
     for cell_type in cell_types:
         for radius in radii:
             torch.manual_seed(seed)
-            try:
-                cell = make_cell(cell_type, input_size, hidden_size)
-            except ValueError as e:
-                raise RnnlabError(str(e)) from None
+            cell = make_cell(cell_type, input_size, hidden_size)
             if radius is not None:
                 set_recurrent_radius(cell, radius)
             cell = cell.to(device)

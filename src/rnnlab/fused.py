@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
-from rnnlab.cells import CoupledLSTMCell, GRUCell, PeepholeLSTMCell, State
+from rnnlab.cells import CoupledLSTMCell, GRUCell, PeepholeLSTMCell, State, map_state
 
 
 def _mask(lengths: Tensor, T: int, like: Tensor) -> Tensor:
@@ -323,7 +323,7 @@ def _float32_under_autocast(layer: Callable) -> Callable:
     def run(cell, x: Tensor, state: State, lengths: Tensor | None = None) -> tuple[Tensor, State]:
         if not torch.is_autocast_enabled(x.device.type):
             return layer(cell, x, state, lengths)
-        state = tuple(s.float() for s in state) if isinstance(state, tuple) else state.float()
+        state = map_state(Tensor.float, state)
         with torch.autocast(x.device.type, enabled=False):
             return layer(cell, x.float(), state, lengths)
     return run

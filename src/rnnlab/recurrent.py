@@ -17,23 +17,23 @@ so gradients flow back at most one batch of steps. Clip gradients with
 
 from __future__ import annotations
 
+from functools import partial
+from operator import itemgetter
+
 import torch
 import torch.nn.functional as F
 from torch import _VF, Tensor, nn
 
 from rnnlab import fused
-from rnnlab.cells import Cell, State, make_cell
+from rnnlab.cells import Cell, State, check_cell_type, make_cell, map_state
+from rnnlab.errors import RnnlabError
 
 TORCH_KERNELS = {"lstm": "lstm", "rnn": "rnn_tanh", "rnn-relu": "rnn_relu"}
 
 
 def detach_state(state: State | None) -> State | None:
     """The same state values with the autograd graph cut (truncated BPTT)."""
-    if state is None:
-        return None
-    if isinstance(state, tuple):
-        return tuple(s.detach() for s in state)
-    return state.detach()
+    return None if state is None else map_state(Tensor.detach, state)
 
 
 def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
@@ -47,12 +47,6 @@ def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
     return x.gather(0, idx.view(T, -1, *([1] * (x.dim() - 2))).expand_as(x))
 
 
-def _select(mask: Tensor, new: State, old: State) -> State:
-    if isinstance(new, tuple):
-        return tuple(torch.where(mask, n, o) for n, o in zip(new, old))
-    return torch.where(mask, new, old)
-
-
 def run_cell(cell: Cell, x: Tensor, state: State, lengths: Tensor | None = None) -> tuple[Tensor, State]:
     """Loop `cell` over the steps of x (T, B, I); steps past a sequence's length keep its state."""
     outputs = []
@@ -60,11 +54,22 @@ def run_cell(cell: Cell, x: Tensor, state: State, lengths: Tensor | None = None)
         h, new_state = cell(x[t], state)
         if lengths is not None:
             real = (t < lengths.to(x.device)).unsqueeze(1)
-            new_state = _select(real, new_state, state)
+            new_state = map_state(partial(torch.where, real), new_state, state)
             h = h * real
         state = new_state
         outputs.append(h)
     return torch.stack(outputs), state
+
+
+def check_settings(cell_type: str, num_layers: int = 1, dropout: float = 0.0, output: str = "all") -> None:
+    """RnnlabError for settings no `Recurrent` takes (cell sizes are checked by the cell)."""
+    check_cell_type(cell_type)
+    if output not in ("all", "last"):
+        raise RnnlabError(f"output must be 'all' or 'last', got {output!r}")
+    if num_layers < 1:
+        raise RnnlabError(f"num_layers must be at least 1, got {num_layers}")
+    if not 0.0 <= dropout < 1.0:
+        raise RnnlabError(f"dropout must be in [0, 1), got {dropout}")
 
 
 class Recurrent(nn.Module):
@@ -84,12 +89,7 @@ class Recurrent(nn.Module):
         **cell_options,
     ) -> None:
         super().__init__()
-        if output not in ("all", "last"):
-            raise ValueError(f"output must be 'all' or 'last', got {output!r}")
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be at least 1, got {num_layers}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_settings(cell_type, num_layers, dropout, output)
         self.cell_type = cell_type
         self.input_size, self.hidden_size = input_size, hidden_size
         self.num_layers, self.bidirectional = num_layers, bidirectional
@@ -122,7 +122,7 @@ class Recurrent(nn.Module):
         if lengths is not None:
             lengths = torch.as_tensor(lengths, dtype=torch.long).cpu()
             if lengths.shape != (B,) or lengths.min() < 1 or lengths.max() > T:
-                raise ValueError(f"lengths must be (batch,) in [1, {T}], got {lengths.tolist()}")
+                raise RnnlabError(f"lengths must be (batch,) in [1, {T}], got {lengths.tolist()}")
         if state is None:
             state = self.zero_state(B, x)
         if self.fast and self._kernel() is not None:
@@ -146,9 +146,6 @@ class Recurrent(nn.Module):
         nonlinearity = getattr(self.cells[0], "nonlinearity", "tanh")
         return {"tanh": TORCH_KERNELS.get(self.cell_type), "relu": "rnn_relu"}.get(nonlinearity)
 
-    def _layer_states(self, state: State, k: int) -> State:
-        return tuple(s[k] for s in state) if isinstance(state, tuple) else state[k]
-
     def _forward_cells(self, x: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
         finals = []
         layer_input = x
@@ -157,7 +154,7 @@ class Recurrent(nn.Module):
             outs = []
             for d in range(self.num_directions):
                 k = layer * self.num_directions + d
-                cell, s0 = self.cells[k], self._layer_states(state, k)
+                cell, s0 = self.cells[k], map_state(itemgetter(k), state)
                 inp = layer_input if d == 0 else reverse_padded(layer_input, lengths)
                 run = fused.LAYERS[self.cell_type] if use_fused else run_cell
                 out, s = run(cell, inp, s0, lengths)
@@ -197,10 +194,8 @@ class Recurrent(nn.Module):
             return out, (tuple(final) if kernel == "lstm" else final[0])
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
         order, unorder = packed.sorted_indices, packed.unsorted_indices
-        if kernel == "lstm":
-            hx = [h.index_select(1, order) for h in hx]
-        else:
-            hx = hx.index_select(1, order)
+        state = map_state(lambda h: h.index_select(1, order), state)
+        hx = list(state) if kernel == "lstm" else state
         data, *final = fn(packed.data, packed.batch_sizes, hx, *args)
         out, _ = nn.utils.rnn.pad_packed_sequence(
             nn.utils.rnn.PackedSequence(data, packed.batch_sizes, order, unorder),

@@ -25,7 +25,6 @@ Array = np.ndarray
 State = Array | tuple[Array, Array]
 Params = dict[str, Array]
 
-REFERENCE_CELLS = ("rnn", "rnn-relu", "rnn-linear", "lstm", "peephole", "coupled", "gru")
 LSTM_FAMILY = ("lstm", "peephole", "coupled")
 
 
@@ -37,18 +36,6 @@ def sigmoid(a: Array) -> Array:
 def params_from_cell(cell) -> Params:
     """A torch cell's parameters as float64 NumPy arrays, under the cell's own names."""
     return {name: p.detach().cpu().double().numpy().copy() for name, p in cell.named_parameters()}
-
-
-def cell_type_of(cell) -> str:
-    """The reference's name for a torch cell: rnn, rnn-relu, rnn-linear, lstm, peephole, ..."""
-    name = type(cell).__name__
-    if name == "RNNCell":
-        return {"tanh": "rnn", "relu": "rnn-relu", "linear": "rnn-linear"}[cell.nonlinearity]
-    names = {"LSTMCell": "lstm", "PeepholeLSTMCell": "peephole", "CoupledLSTMCell": "coupled",
-             "GRUCell": "gru"}
-    if name not in names:
-        raise RnnlabError(f"no reference for cell class {name}")
-    return names[name]
 
 
 # ---- vanilla RNN: s_t = act(W x_t + U s_{t-1} + b) ------------------------------------------

@@ -1,4 +1,4 @@
-"""`rnnlab embed`: train word2vec vectors on text files (SPEC §3)."""
+"""`rnnlab embed`: train word2vec vectors on text files (docs/lecture.md §3)."""
 
 from __future__ import annotations
 

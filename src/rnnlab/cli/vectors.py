@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from rnnlab.cli._options import add_overwrite
@@ -29,7 +30,12 @@ def _load(args: argparse.Namespace) -> WordVectors:
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise RnnlabError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    return WordVectors.load(args.vectors, limit=args.limit)
+    return WordVectors.load(args.vectors, limit=args.limit, on_warning=print_warning)
+
+
+def print_warning(message: str) -> None:
+    """A library warning as one "warning: ..." line on stderr."""
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def gensim_test_file(name: str) -> Path | None:

@@ -23,6 +23,7 @@ import numpy as np
 
 from rnnlab.errors import RnnlabError
 from rnnlab.fileio import atomic_write
+from rnnlab.formats import check_format
 
 UNK, BOS, EOS = "<unk>", "<s>", "</s>"
 SPECIALS = (UNK, BOS, EOS)
@@ -213,10 +214,7 @@ class Vocabulary:
             doc = json.loads(text)
         except json.JSONDecodeError as e:
             raise RnnlabError(f"{path}: invalid JSON ({e.msg}, line {e.lineno})") from None
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise RnnlabError(f"{path}: not an rnnlab vocabulary (format is not {FORMAT!r})")
-        if doc.get("version") != VERSION:
-            raise RnnlabError(f"{path}: unsupported vocabulary version {doc.get('version')!r}")
+        check_format(doc, path, FORMAT, VERSION, "vocabulary")
         tokens, counts, specials = doc.get("tokens"), doc.get("counts"), doc.get("specials", [])
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
             raise RnnlabError(f"{path}: 'tokens' must be a list of strings")

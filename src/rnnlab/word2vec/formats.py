@@ -22,10 +22,11 @@ Writers go through atomic_write / atomic_dir, so a crash leaves the earlier file
 NaN and infinity ("nan", "inf", a value too large for float32, or such floats in a binary
 body) are numbers, so the file is not damaged, but such a vector has no direction: its cosine
 with anything is NaN, and in a language model's embedding it turns every loss into NaN. The
-rule: `read_vectors` leaves out every word whose vector holds one, and says so in one warning
-line on stderr naming the file, how many words and the first few; those words are then
-simply unknown (a language model keeps its random initialisation for them). A file in which
-no vector is finite is an error.
+rule: `read_vectors` leaves out every word whose vector holds one, and passes one line naming
+the file, how many words and the first few to its `on_warning` callback (silent without one;
+the command line prints it as a "warning:" line); those words are then simply unknown (a
+language model keeps its random initialisation for them). A file in which no vector is finite
+is an error.
 """
 
 from __future__ import annotations
@@ -36,8 +37,7 @@ import json
 import mmap
 import os
 import re
-import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -264,8 +264,9 @@ def read_vectors(
     limit: int | None = None,
     mmap: bool = False,
     errors: str = "strict",
+    on_warning: Callable[[str], None] | None = None,
 ) -> Loaded:
-    """Read any of FORMATS, detecting the format when `format` is None."""
+    """Read any of FORMATS, detecting the format when `format` is None; see `drop_non_finite`."""
     if limit is not None and limit < 1:
         raise RnnlabError(f"limit must be at least 1, got {limit}")
     format = format or detect_format(path)
@@ -278,13 +279,17 @@ def read_vectors(
         loaded = read_text(path, header=format == "word2vec-text", limit=limit, errors=errors)
     else:
         raise RnnlabError(f"unknown vectors format {format!r}; choose one of {', '.join(FORMATS)}")
-    return drop_non_finite(path, *loaded)
+    return drop_non_finite(path, *loaded, on_warning=on_warning)
 
 
 def drop_non_finite(
-    path: str | os.PathLike, words: list[str], matrix: np.ndarray, counts: np.ndarray | None
+    path: str | os.PathLike,
+    words: list[str],
+    matrix: np.ndarray,
+    counts: np.ndarray | None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> Loaded:
-    """Leave out the words whose vector holds NaN or infinity, with one warning line on stderr."""
+    """Leave out the words whose vector holds NaN or infinity, saying so in one line to `on_warning`."""
     finite = np.empty(len(words), dtype=bool)
     # Row blocks keep the check's temporary small; a memory-mapped matrix is only paged through.
     for start in range(0, len(words), 1 << 16):
@@ -295,12 +300,9 @@ def drop_non_finite(
     if len(bad) == len(words):
         raise RnnlabError(f"{path}: every vector holds NaN or infinite values")
     shown = ", ".join(repr(words[i]) for i in bad[:3]) + (", ..." if len(bad) > 3 else "")
-    # A plain line, not warnings.warn, whose report adds the source line: the CLI shows one line.
-    print(
-        f"warning: {path}: {len(bad)} of {len(words)} words have NaN or infinite values "
-        f"and are left out: {shown}",
-        file=sys.stderr,
-    )
+    if on_warning is not None:
+        on_warning(f"{path}: {len(bad)} of {len(words)} words have NaN or infinite values "
+                   f"and are left out: {shown}")
     kept = [w for w, ok in zip(words, finite) if ok]
     return kept, matrix[finite], None if counts is None else counts[finite]
 

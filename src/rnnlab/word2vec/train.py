@@ -1,4 +1,4 @@
-"""Word2Vec: learn word vectors from text (SPEC §3), word2vec.c's recipe behind gensim's API.
+"""Word2Vec: learn word vectors from text (docs/lecture.md §3), word2vec.c's recipe behind gensim's API.
 
 The lecture's N-m-N network: a one-hot word times the input matrix W_in (N x m) is the
 word's vector (the hidden layer); the output matrix W_out (m x N) scores its neighbours.
@@ -37,6 +37,8 @@ from tqdm import tqdm
 
 from rnnlab.errors import RnnlabError
 from rnnlab.fileio import atomic_dir, atomic_write
+from rnnlab.formats import check_format
+from rnnlab.memory import check_fits
 from rnnlab.text.corpus import Corpus
 from rnnlab.text.vocab import Vocabulary
 from rnnlab.word2vec import engine
@@ -199,10 +201,7 @@ class Word2Vec:
     def _check_memory(self, words: int) -> None:
         """Refuse, before allocating, matrices that cannot fit in this machine's memory."""
         need = 4 * words * self.vector_size * (1 + bool(self.negative) + self.hs)
-        have = _physical_memory()
-        if have is not None and need > have:
-            raise RnnlabError(f"{words} words x {self.vector_size} dimensions need {need / 2**30:.1f} GiB, "
-                              f"more than this machine's {have / 2**30:.1f} GiB; lower the vector size")
+        check_fits(need, f"{words} words x {self.vector_size} dimensions", "lower the vector size")
 
     def _init_rows(self, n: int, first: int) -> np.ndarray:
         """word2vec.c's start: input vectors uniform in +-0.5 / dim (output vectors start at 0)."""
@@ -346,10 +345,7 @@ class Word2Vec:
             config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise RnnlabError(f"{path / CONFIG}: not valid JSON ({e})") from None
-        if not isinstance(config, dict) or config.get("format") != FORMAT:
-            raise RnnlabError(f"{path / CONFIG}: not an rnnlab word2vec model (format is not {FORMAT!r})")
-        if config.get("version") != VERSION:
-            raise RnnlabError(f"{path / CONFIG}: unsupported model version {config.get('version')!r}")
+        check_format(config, path / CONFIG, FORMAT, VERSION, "word2vec model")
         settings = config.get("settings", {})
         if not isinstance(settings, dict):
             raise RnnlabError(f"{path / CONFIG}: 'settings' must be an object")
@@ -447,14 +443,6 @@ def _check_type(name: str, value: object, kind: type) -> None:
     cls, description = KINDS[kind]
     if isinstance(value, bool) != (kind is bool) or not isinstance(value, cls):
         raise RnnlabError(f"{name} must be {description}, got {value!r}")
-
-
-def _physical_memory() -> int | None:
-    """Bytes of RAM, or None where the system does not say."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
 
 
 def _corpus(sentences: Sentences | None, corpus_file, once: bool = False) -> Sentences:

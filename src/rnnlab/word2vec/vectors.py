@@ -12,7 +12,7 @@ leaving out a, b and c themselves; king - man + woman ≈ queen.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -256,6 +256,7 @@ class WordVectors:
         mmap: bool = False,
         errors: str = "strict",
         vocab_path: str | os.PathLike | None = None,
+        on_warning: Callable[[str], None] | None = None,
     ) -> WordVectors:
         """Load vectors, choosing the format from the path when `format` is None.
 
@@ -265,9 +266,10 @@ class WordVectors:
         native folder's matrix read-only instead of reading it, `errors="replace"` accepts
         words that are not valid UTF-8, `vocab_path` reads counts from a vocabulary file
         ("word count" lines, as word2vec.c's -save-vocab and gensim's fvocab write them).
-        Words whose vector holds NaN or infinity are left out, with a warning on stderr.
+        Words whose vector holds NaN or infinity are left out, and `on_warning` gets one line
+        saying which ("PATH: N of M words have NaN or infinite values and are left out: ...").
         """
-        words, matrix, counts = formats.read_vectors(path, format, limit, mmap, errors)
+        words, matrix, counts = formats.read_vectors(path, format, limit, mmap, errors, on_warning)
         try:
             vectors = cls(words, matrix, counts)
         except RnnlabError as e:
