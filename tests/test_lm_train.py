@@ -126,7 +126,7 @@ def test_summed_loss_scales_the_gradient_by_the_block_length(corpus):
     start = first_layer(epochs=0)
     summed, mean = first_layer(loss="sum", max_steps=1), first_layer(loss="mean", max_steps=1)
     # The first block is full (5 steps x 4 columns): summing over time, averaging over the
-    # batch makes the SGD step bptt = 5 times the per-token mean's (ANCHORS.md, Zaremba).
+    # batch makes the SGD step bptt = 5 times the per-token mean's (Zaremba et al.; docs/conventions.md).
     assert not torch.equal(summed, start)
     torch.testing.assert_close(summed - start, 5 * (mean - start), rtol=1e-4, atol=1e-6)
 

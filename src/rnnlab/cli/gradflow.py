@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 import torch
 from tqdm import tqdm
@@ -15,6 +14,7 @@ from rnnlab.cli._options import add_compute_options, add_overwrite, apply_thread
 from rnnlab.device import resolve_device
 from rnnlab.errors import RnnlabError
 from rnnlab.fileio import atomic_write
+from rnnlab.memory import check_fits
 from rnnlab.outputs import check_output, plot_format
 
 DEFAULT_TEXT = "the meaning of a word depends on the words before it"
@@ -97,14 +97,9 @@ def cell_flows(args: argparse.Namespace) -> list[tuple[str, diagnostics.Gradient
     # The Jacobians of every step, (length, batch, S, S) float64 with S up to 2 x hidden (h and
     # C), are kept at once; refuse sizes the machine cannot hold before building anything.
     need = 8 * args.length * args.batch * (2 * args.hidden) ** 2
-    try:
-        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # a system that does not say
-        have = None
-    if have is not None and 4 * need > have:
-        raise RnnlabError(f"--hidden-size {args.hidden} with --length {args.length} and --batch-size "
-                          f"{args.batch} "
-                          f"needs over {need / 2**30:.1f} GiB of Jacobians per cell; lower them")
+    check_fits(4 * need, f"--hidden-size {args.hidden} with --length {args.length} and "
+                         f"--batch-size {args.batch} (its Jacobians, with room to work)",
+               "lower them")
     with tqdm(total=len(cells) * len(args.radius), desc="gradflow", leave=False) as bar:
         return diagnostics.sweep(cells, args.radius, args.length, args.hidden, args.input_size,
                                  args.batch, args.seed, args.threshold, bar.update, device)

@@ -22,6 +22,7 @@ from torch import Tensor
 from rnnlab.cells import CELL_TYPES
 from rnnlab.errors import RnnlabError
 from rnnlab.fileio import atomic_dir
+from rnnlab.formats import check_format
 from rnnlab.lm.model import LanguageModel
 from rnnlab.text.pipeline import TextPipeline
 from rnnlab.text.vocab import Vocabulary
@@ -82,11 +83,7 @@ def read_config(path: str | Path) -> dict:
         raise RnnlabError(f"{path}: not a model folder (config.json missing)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RnnlabError(f"{path / 'config.json'}: not valid JSON ({e})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise RnnlabError(f"{path}: not an rnnlab language model (format is not {FORMAT!r})")
-    if config.get("version") != VERSION:
-        raise RnnlabError(f"{path}: model format version {config.get('version')!r} is not "
-                          f"supported (this rnnlab reads version {VERSION})")
+    check_format(config, path, FORMAT, VERSION, "language model")
     for key in ("level", "mode", "model"):
         if key not in config:
             raise RnnlabError(f"{path / 'config.json'}: missing {key!r}")

@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from rnnlab.cells import map_state
 from rnnlab.errors import RnnlabError
 
 
@@ -104,6 +105,4 @@ def wrap(model: torch.nn.Module, group: Group, device: torch.device) -> torch.nn
 
 def cat_columns(parts: list[Tensor | tuple[Tensor, ...]]) -> Tensor | tuple[Tensor, ...]:
     """Ranks' carried states (layers, b, H) joined into the whole batch's, in column order."""
-    if isinstance(parts[0], tuple):
-        return tuple(torch.cat(p, dim=1) for p in zip(*parts))
-    return torch.cat(parts, dim=1)
+    return map_state(lambda *p: torch.cat(p, dim=1), *parts)

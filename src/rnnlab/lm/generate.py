@@ -21,6 +21,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
+from rnnlab.cells import map_state
 from rnnlab.errors import RnnlabError
 from rnnlab.lm.score import NOT_FINITE, check_logits, model_device
 
@@ -94,9 +95,7 @@ def check_options(length: int, temperature: float, top_k: int, top_p: float, bea
 
 def _select_batch(state, index: Tensor):
     """Rows `index` of a state whose batch axis is 1 (a tensor or a tuple of tensors)."""
-    if isinstance(state, tuple):
-        return tuple(_select_batch(s, index) for s in state)
-    return state.index_select(1, index)
+    return map_state(lambda s: s.index_select(1, index), state)
 
 
 def beam_search(

@@ -1,6 +1,6 @@
 """The recurrent language model: embedding -> Recurrent -> decoder -> softmax.
 
-One model serves word and character level. It learns P(w_t | w_<t) (SPEC.md §4): the logits at
+One model serves word and character level. It learns P(w_t | w_<t) (docs/lecture.md): the logits at
 step t score the token at t+1. With `tie_weights` the decoder reuses the embedding matrix
 (Press & Wolf 2017); when the top layer's size differs from the embedding's, a linear
 projection H -> E sits in between so the tie still holds.
@@ -8,17 +8,18 @@ projection H -> E sits in between so the tie still holds.
 
 from __future__ import annotations
 
-import os
+from operator import itemgetter
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab.cells import CELL_TYPES, State
+from rnnlab.cells import State, map_state
 from rnnlab.errors import RnnlabError
-from rnnlab.recurrent import Recurrent
+from rnnlab.memory import check_fits
+from rnnlab.recurrent import Recurrent, check_settings
 
-# Weight matrices per cell: one per gate or candidate (SPEC.md's equations).
+# Weight matrices per cell: one per gate or candidate (the equations in docs/lecture.md).
 GATES = {"rnn": 1, "rnn-relu": 1, "lstm": 4, "peephole": 4, "coupled": 3, "gru": 3}
 
 
@@ -29,11 +30,8 @@ def check_size(vocab_size: int, embed_size: int, hidden_size: int, num_layers: i
     recurrent = sum(GATES[cell] * H * (H + (E if k == 0 else H) + 1) for k in range(num_layers))
     decoder = V + (H * E if H != E else 0) if tie_weights else V * (H + 1)
     need = 4 * (V * E + recurrent + decoder)
-    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if need > have:
-        raise RnnlabError(f"a {cell} model with vocabulary {V}, embedding {E}, hidden size {H} "
-                          f"and {num_layers} layers needs {need / 2**30:.1f} GiB for its weights "
-                          f"alone; this machine has {have / 2**30:.1f} GiB")
+    check_fits(need, f"the weights alone of a {cell} model with vocabulary {V}, embedding {E}, "
+                     f"hidden size {H} and {num_layers} layers")
 
 
 class LanguageModel(nn.Module):
@@ -52,12 +50,9 @@ class LanguageModel(nn.Module):
         **cell_options,
     ) -> None:
         super().__init__()
-        if cell not in CELL_TYPES:
-            raise RnnlabError(f"unknown cell {cell!r}; choose from {', '.join(CELL_TYPES)}")
-        if min(vocab_size, embed_size, hidden_size, num_layers) < 1:
-            raise RnnlabError("vocabulary, embedding, hidden sizes and layers must be positive")
-        if not 0.0 <= dropout < 1.0:
-            raise RnnlabError(f"dropout must be in [0, 1), got {dropout}")
+        check_settings(cell, num_layers, dropout)
+        if min(vocab_size, embed_size, hidden_size) < 1:
+            raise RnnlabError("vocabulary, embedding and hidden sizes must be positive")
         check_size(vocab_size, embed_size, hidden_size, num_layers, cell, tie_weights)
         self.config = dict(vocab_size=vocab_size, embed_size=embed_size, hidden_size=hidden_size,
                            num_layers=num_layers, cell=cell, dropout=dropout,
@@ -112,19 +107,11 @@ class LanguageModel(nn.Module):
         if state is None:
             state = self.zero_state(token.shape[0])
         x = self.embedding.weight[token]
-        if isinstance(state, tuple):
-            hs, cs = [], []
-            for k, cell in enumerate(self.rnn.cells):
-                x, (h, C) = cell.forward(x, (state[0][k], state[1][k]))
-                hs.append(h)
-                cs.append(C)
-            new_state = (torch.stack(hs), torch.stack(cs))
-        else:
-            hs = []
-            for k, cell in enumerate(self.rnn.cells):
-                x, h = cell.forward(x, state[k])
-                hs.append(h)
-            new_state = torch.stack(hs)
+        layers = []
+        for k, cell in enumerate(self.rnn.cells):
+            x, s = cell.forward(x, map_state(itemgetter(k), state))
+            layers.append(s)
+        new_state = map_state(lambda *s: torch.stack(s), *layers)
         if self.projection is not None:
             x = x @ self.projection.weight.T
         return torch.addmm(self.decoder.bias, x, self.decoder_t()), new_state

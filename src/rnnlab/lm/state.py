@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from rnnlab.cells import map_state
 from rnnlab.lm import distributed
 
 
@@ -57,7 +58,7 @@ def rank_tensors(ranks: list[dict]) -> tuple[dict[str, Tensor], int | None]:
     if all(h is None for h in hidden):
         return tensors, None
     like = next(h for h in hidden if h is not None)
-    zeros = tuple(map(torch.zeros_like, like)) if isinstance(like, tuple) else torch.zeros_like(like)
+    zeros = map_state(torch.zeros_like, like)
     parts = distributed.cat_columns([zeros if h is None else h for h in hidden])
     parts = parts if isinstance(parts, tuple) else (parts,)
     tensors.update({f"hidden.{k}": p for k, p in enumerate(parts)})

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_model as st_load_model
 from torch import Tensor
 
+from rnnlab.cells import map_state
 from rnnlab.device import autocast, resolve_device
 from rnnlab.errors import RnnlabError
 from rnnlab.fileio import atomic_write, file_fingerprint
@@ -131,7 +132,7 @@ class Trainer:
         elif s.vectors:
             from rnnlab.word2vec.vectors import WordVectors
 
-            wv = WordVectors.load(s.vectors)
+            wv = WordVectors.load(s.vectors, on_warning=lambda m: self.note(f"warning: {m}"))
             # Sizes from the vectors: an embedding of their dimension, and as many hidden
             # units, so that the tied decoder needs no projection that starts out random.
             embed = embed or int(wv.vectors.shape[1])
@@ -207,9 +208,7 @@ class Trainer:
         """The carried state, on the CPU (None at the start of an epoch)."""
         if self.hidden is None:
             return None
-        if isinstance(self.hidden, tuple):
-            return tuple(h.detach().cpu() for h in self.hidden)
-        return self.hidden.detach().cpu()
+        return map_state(lambda h: h.detach().cpu(), self.hidden)
 
     def write_metrics(self, extra: list[dict] = ()) -> None:
         """metrics.jsonl: one record per epoch, then `extra` (a stop's or the test's record)."""
