@@ -527,7 +527,7 @@ def test_prime_of_unknown_words_maps_to_unk(capsys, data):
 def test_one_long_line_streams_in_bounded_memory(tmp_path):
     # 20 MB without a line break; holding it, or its 5.4 M words, at once costs 100s of MB.
     words = "the cat sat on the mat "
-    settings = ["--quiet", "--min-count", "1", "--size", "4", "--epochs", "1", "--window", "2",
+    settings = ["--no-progress", "--min-count", "1", "--size", "4", "--epochs", "1", "--window", "2",
                 "--negative", "1", "--threads", "1", "--sample", "1e-5"]
     (tmp_path / "short.txt").write_text(words * 1000)
     (tmp_path / "long.txt").write_text(words * 900_000)

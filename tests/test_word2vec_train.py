@@ -234,7 +234,7 @@ def corpus_file(tmp_path):
 @pytest.mark.parametrize("out", ["v.bin", "v.txt", "model"])
 def test_cli_writes_bin_txt_and_model_folder(tmp_path, corpus_file, capsys, out):
     args = ["embed", str(corpus_file), "-o", str(tmp_path / out), "--size", "12", "--min-count", "1",
-            "--epochs", "2", "--threads", "1", "--quiet"]
+            "--epochs", "2", "--threads", "1", "--no-progress"]
     assert main(args) == 0
     lines = capsys.readouterr().out.splitlines()
     records = [json.loads(line) for line in lines[:2]]

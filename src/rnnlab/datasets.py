@@ -20,16 +20,16 @@ import http.client
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-from tqdm import tqdm
 
 from rnnlab.errors import RnnlabError
 from rnnlab.fileio import atomic_write
 
 CHUNK = 1 << 16
 TIMEOUT_S = 30
+Progress = Callable[[str, int, "int | None"], None]  # (file name, bytes so far, bytes in all)
 
 
 @dataclass(frozen=True)
@@ -141,8 +141,9 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def download(url: str, dest: str | os.PathLike, sha256: str, progress: bool = True) -> Path:
-    """Stream `url` into `dest`, keeping it only if complete and its SHA-256 equals `sha256`."""
+def download(url: str, dest: str | os.PathLike, sha256: str, progress: Progress | None = None) -> Path:
+    """Stream `url` into `dest`, keeping it only if complete and its SHA-256 equals `sha256`;
+    `progress(name, bytes so far, bytes in all or None)` hears how far it is."""
     dest = Path(dest)
     made_parent = not dest.parent.exists()
     try:
@@ -156,7 +157,7 @@ def download(url: str, dest: str | os.PathLike, sha256: str, progress: bool = Tr
     return dest
 
 
-def _stream(url: str, dest: Path, sha256: str, progress: bool) -> None:
+def _stream(url: str, dest: Path, sha256: str, progress: Progress | None) -> None:
     """The download itself, every failure turned into a one-line RnnlabError."""
     h = hashlib.sha256()
     received = 0
@@ -164,13 +165,12 @@ def _stream(url: str, dest: Path, sha256: str, progress: bool) -> None:
         with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, atomic_write(dest, "wb") as out:
             length = response.headers.get("Content-Length")
             length = int(length) if length else None
-            with tqdm(total=length, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name,
-                      disable=not progress, leave=False) as bar:
-                while chunk := response.read(CHUNK):
-                    h.update(chunk)
-                    out.write(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
+            while chunk := response.read(CHUNK):
+                h.update(chunk)
+                out.write(chunk)
+                received += len(chunk)
+                if progress:
+                    progress(dest.name, received, length)
             # urllib returns a short body without complaint when the server hangs up early.
             if length is not None and received != length:
                 raise RnnlabError(f"download of {url} failed: connection closed after {received} "
@@ -199,7 +199,7 @@ def _in_mirror(mirror: Path, corpus: CorpusInfo, f: RemoteFile) -> Path | None:
 
 
 def corpus_files(name: str, data_dir: str | os.PathLike | None = None, *, download_missing: bool = True,
-                 progress: bool = True, overwrite: bool = False,
+                 progress: Progress | None = None, overwrite: bool = False,
                  splits: tuple[str, ...] | None = None) -> dict[str, Path]:
     """Local paths of a known corpus, split name -> path (e.g. "train", "valid", "test").
 
@@ -232,8 +232,8 @@ def corpus_files(name: str, data_dir: str | os.PathLike | None = None, *, downlo
     return paths
 
 
-def file_or_corpus(name: str, split: str = "train",
-                   data_dir: str | os.PathLike | None = None) -> str:
+def file_or_corpus(name: str, split: str = "train", data_dir: str | os.PathLike | None = None,
+                   progress: Progress | None = None) -> str:
     """`name` itself when it is a path or no known corpus; else that corpus's `split` file
     (from the mirror `data_dir`, the cache or the web; only that split is looked up)."""
     if os.path.exists(name) or name not in REGISTRY:
@@ -241,5 +241,5 @@ def file_or_corpus(name: str, split: str = "train",
     splits = [f.split for f in get_corpus(name).files]
     if split not in splits:
         raise RnnlabError(f"corpus {name} has no {split} split (it has {', '.join(splits)})")
-    files = corpus_files(name, data_dir, splits=(split,))
+    files = corpus_files(name, data_dir, splits=(split,), progress=progress)
     return str(files[split])

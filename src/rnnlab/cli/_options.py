@@ -34,12 +34,13 @@ def add_encoding_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--errors", choices=ERROR_HANDLERS, default="strict", help=ERRORS_HELP)
 
 
-def add_compute_options(parser: argparse.ArgumentParser, device: bool = True) -> None:
+def add_compute_options(parser: argparse.ArgumentParser, device: bool = True,
+                        threads_default: str = "torch's choice") -> None:
     """Add --threads (and --device): where and with how many threads a torch model runs."""
     from rnnlab.device import DEVICE_HELP
 
     parser.add_argument("--threads", type=int, default=None,
-                        help=f"{THREADS_HELP} (default: torch's choice)")
+                        help=f"{THREADS_HELP} (default: {threads_default})")
     if device:
         parser.add_argument("--device", default="auto", help=DEVICE_HELP)
 

@@ -39,3 +39,39 @@ class TrainingReport:
             tqdm.write(json.dumps(data), file=sys.stdout)
         elif kind == "note" and self.notes:
             tqdm.write(data["message"], file=sys.stderr)
+
+
+class DownloadBars:
+    """A bar per file for `rnnlab.datasets`' progress reports, each closed when complete."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled, self.bars = enabled, {}
+
+    def __call__(self, name: str, done: int, total: int | None) -> None:
+        """Show `done` of `total` bytes of the file `name`."""
+        if not self.enabled:
+            return
+        shown = self.bars.get(name)
+        if shown is None:
+            shown = self.bars[name] = bar(total, name, unit="B", unit_scale=True,
+                                          unit_divisor=1024)
+        shown.update(done - shown.n)
+        if total is not None and done >= total:
+            shown.close()
+
+
+def word2vec_bar(enabled: bool = True):
+    """A progress callback for Word2Vec.train that draws a bar (words/s, lr, loss, ETA)."""
+    shown = None
+
+    def progress(done: int, total: int, info: dict) -> None:
+        nonlocal shown
+        if not enabled:
+            return
+        shown = shown or bar(total, "word2vec", unit="word", unit_scale=True)
+        shown.update(done - shown.n)
+        shown.set_postfix(lr=f"{info['lr']:.5f}", loss=f"{info['loss']:.4f}", refresh=False)
+        if done >= total:
+            shown.close()
+
+    return progress

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rnnlab import datasets
+from rnnlab.cli._progress import DownloadBars
 from rnnlab.errors import RnnlabError
 
 WHERE = ("Lookup order: the mirror (--data-dir or $RNNLAB_DATA, laid out as <dir>/<corpus>/<file>, "
@@ -55,7 +56,7 @@ def run_list(args: argparse.Namespace) -> None:
 
 def run_get(args: argparse.Namespace) -> None:
     """Fetch a corpus and print its paths."""
-    paths = datasets.corpus_files(args.name, args.data_dir, progress=not args.quiet,
+    paths = datasets.corpus_files(args.name, args.data_dir, progress=DownloadBars(not args.quiet),
                                   overwrite=args.overwrite)
     for split, path in paths.items():
         print(f"{split}\t{path}")
@@ -66,7 +67,7 @@ def run_path(args: argparse.Namespace) -> None:
     splits = [f.split for f in datasets.get_corpus(args.name).files]
     if args.split is not None and args.split not in splits:
         raise RnnlabError(f"{args.name} has no split {args.split!r}; it has {', '.join(splits)}")
-    paths = datasets.corpus_files(args.name, args.data_dir, download_missing=False, progress=False)
+    paths = datasets.corpus_files(args.name, args.data_dir, download_missing=False)
     for split, path in paths.items():
         if args.split is None:
             print(f"{split}\t{path}")

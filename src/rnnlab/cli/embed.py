@@ -6,7 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-from rnnlab.cli._options import add_overwrite, check_at_least
+from rnnlab.cli._options import (
+    add_data_dir,
+    add_encoding_options,
+    add_overwrite,
+    add_progress_options,
+    check_at_least,
+)
+from rnnlab.cli._progress import DownloadBars, word2vec_bar
 from rnnlab.datasets import file_or_corpus
 from rnnlab.outputs import check_output, output_lock
 from rnnlab.text.corpus import Corpus
@@ -16,17 +23,19 @@ from rnnlab.word2vec.train import Word2Vec
 EPILOG = """\
 examples:
   rnnlab embed wiki.txt.gz -o vectors.bin                  skip-gram, 100-d, word2vec binary
-  rnnlab embed a.txt b.txt -o model --size 300 --cbow      the lecture's 300-d, CBOW, model folder
+  rnnlab embed a.txt b.txt -o model --embed-size 300 --cbow the lecture's 300-d, CBOW, model folder
   rnnlab embed more.txt -o model2 --init model             go on training a model folder
 
 One JSON line per epoch goes to stdout ({"epoch", "loss", "alpha", "words", "seconds",
-"words_per_s"}); the progress bar goes to stderr. A .bin or .txt output holds the input
+"words_per_s"}; none with --quiet); the progress bar goes to stderr (none with --no-progress
+or --quiet). A .bin or .txt output holds the input
 vectors only; a folder also keeps the output weights, counts and settings to train further.
 """
 
 # Model settings: the flag, Word2Vec's name, and word2vec.c's / gensim's default.
 SETTINGS = [
-    ("--size", "vector_size", int, 100, "dimension of the vectors (the lecture uses 300)"),
+    ("--embed-size", "vector_size", int, 100,
+     "dimension of the vectors, the language model's embedding size (the lecture uses 300)"),
     ("--window", "window", int, 5, "largest distance between a word and a neighbour"),
     ("--negative", "negative", int, 5, "noise words per example for negative sampling (0: none)"),
     ("--min-count", "min_count", int, 5, "drop words seen fewer times"),
@@ -53,8 +62,9 @@ def run(args: argparse.Namespace) -> None:
 
 def train_and_save(args: argparse.Namespace, out_format: str) -> None:
     """Train (or continue) the vectors and write them in `out_format`."""
-    corpus = Corpus([file_or_corpus(c) for c in args.corpus], level=args.level,
-                    lower=args.lower, encoding=args.encoding, errors=args.errors)
+    downloads = DownloadBars(args.progress and not args.quiet)
+    corpus = Corpus([file_or_corpus(c, "train", args.data_dir, downloads) for c in args.corpus],
+                    level=args.level, lower=args.lower, encoding=args.encoding, errors=args.errors)
     if args.init is not None:
         model = Word2Vec.load(args.init)
         for flag in ("epochs", "alpha", "min_alpha", "workers", "seed"):
@@ -66,7 +76,8 @@ def train_and_save(args: argparse.Namespace, out_format: str) -> None:
         settings = {k: v for k, v in settings.items() if v is not None}
         model = Word2Vec(**settings, hs=args.hs, sg=not args.cbow)
         model.build_vocab(corpus)
-    model.train(corpus, progress=not args.quiet, on_epoch=lambda r: print(json.dumps(r), flush=True))
+    model.train(corpus, progress=word2vec_bar(args.progress and not args.quiet),
+                on_epoch=None if args.quiet else lambda r: print(json.dumps(r), flush=True))
     if out_format == "native":
         model.save(args.output)
     else:
@@ -94,9 +105,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, metavar="VECTORS",
                    help="output: .bin (word2vec binary), .txt (word2vec text) or a model folder")
     for flag, name, kind, default, text in SETTINGS:
+        flags = (flag, "--size") if flag == "--embed-size" else (flag,)
         shown = f" (default {default})" if default is not None else ""
-        p.add_argument(flag, dest=name, type=kind, default=None, metavar="N" if kind is int else "X",
-                       help=text + shown)
+        p.add_argument(*flags, dest=name, type=kind, default=None,
+                       metavar="N" if kind is int else "X", help=text + shown)
     p.add_argument("--cbow", action="store_true", help="CBOW instead of skip-gram")
     p.add_argument("--hs", action="store_true",
                    help="hierarchical softmax (with --negative 0 alone, else with negative sampling)")
@@ -105,14 +117,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "Chinese split by spaces) taken exactly, --lower ignored; jieba: raw Chinese "
                    "cut into words by jieba (pip install 'rnnlab[chinese]')")
     p.add_argument("--lower", action="store_true", help="lowercase the text")
-    p.add_argument("--encoding", default="utf-8", help="text encoding of the corpus (default utf-8)")
-    p.add_argument("--errors", default="strict", metavar="HANDLER",
-                   help="undecodable bytes: strict (stop with the byte offset, the default) or "
-                   "replace (read them as U+FFFD)")
+    add_encoding_options(p)
+    add_data_dir(p)
     p.add_argument("--init", metavar="MODEL", default=None,
                    help="continue training this model folder with its settings (only --epochs, --alpha, "
                    "--min-alpha, --threads and --seed apply); new words seen min-count times join")
     add_overwrite(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_options(p, "epoch lines")
     p.set_defaults(func=run)
 

@@ -61,7 +61,8 @@ def register(subparsers) -> None:
     p.add_argument("--text", default=None,
                    help=f"with --model: the input it reads, from the sentence start (default "
                         f"{DEFAULT_TEXT!r})")
-    add_compute_options(p)
+    # Matrices of a few dozen rows: extra threads only add synchronisation.
+    add_compute_options(p, threads_default="1")
     p.set_defaults(func=run)
 
 
@@ -116,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     if args.text is not None and not args.model:
         raise RnnlabError("--text is read by a trained model: give --model too")
     # Matrices of a few dozen rows: extra threads only add synchronisation.
-    args.threads = args.threads or 1
+    args.threads = 1 if args.threads is None else args.threads
     apply_threads(args)
     flows = [model_flow(args)] if args.model else cell_flows(args)
     print(diagnostics.format_table(flows, args.threshold))

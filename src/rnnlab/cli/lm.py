@@ -102,12 +102,13 @@ def register(subparsers) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a model on a file; print the figures (or one JSON object)."""
-    from rnnlab.cli._progress import bar
+    from rnnlab.cli._progress import DownloadBars, bar
     from rnnlab.datasets import file_or_corpus
 
     check_at_least("--batch-size", args.batch_size)
     lm = load(args)
-    args.file = file_or_corpus(args.file, "test", args.data_dir)
+    args.file = file_or_corpus(args.file, "test", args.data_dir,
+                               DownloadBars(args.progress and not args.quiet))
     shown = None
 
     def progress(done: int, total: int) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rnnlab.cells import CELL_TYPES
 from rnnlab.cli._options import ERROR_HANDLERS, ERRORS_HELP, THREADS_HELP, add_overwrite, check_at_least
-from rnnlab.cli._progress import TrainingReport
+from rnnlab.cli._progress import DownloadBars, TrainingReport
 from rnnlab.device import DEVICE_HELP, PRECISIONS
 from rnnlab.errors import RnnlabError
 from rnnlab.lm.settings import DEFAULT_HIDDEN, LOSSES, OPTIMIZERS, SCHEDULES, TrainSettings
@@ -187,7 +187,8 @@ def run(args: argparse.Namespace) -> int:
 
         if args.train:
             raise RnnlabError("give either TRAIN or --corpus, not both")
-        files = corpus_files(corpus, getattr(args, "data_dir", None))
+        files = corpus_files(corpus, getattr(args, "data_dir", None),
+                             progress=DownloadBars(args.progress and not args.quiet))
         args.train = files["train"]
         for split in ("valid", "test"):
             if split in files and getattr(args, split, None) is None:

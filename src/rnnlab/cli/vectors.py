@@ -101,7 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Print the words whose vectors are closest (cosine) to WORD's." + CPU_ONLY,
     )
     _add_vectors_args(p)
-    p.add_argument("word", metavar="WORD")
+    p.add_argument("word", metavar="WORD", help="the word whose neighbours are wanted")
     p.add_argument("--topn", type=int, default=10, help="how many neighbours (default 10)")
     p.add_argument("--restrict-vocab", type=int, default=None, help="search the N most frequent words only")
     p.set_defaults(func=run_similar)
@@ -113,9 +113,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "e.g. `rnnlab analogy vectors.bin man king woman` -> queen." + CPU_ONLY,
     )
     _add_vectors_args(p)
-    p.add_argument("a", metavar="A")
-    p.add_argument("b", metavar="B")
-    p.add_argument("c", metavar="C")
+    p.add_argument("a", metavar="A", help="the first word of the known pair (man)")
+    p.add_argument("b", metavar="B", help="the second word of the known pair (king)")
+    p.add_argument("c", metavar="C", help="the word whose partner is wanted (woman)")
     p.add_argument("--topn", type=int, default=5, help="how many answers (default 5)")
     p.add_argument("--restrict-vocab", type=int, default=None, help="search the N most frequent words only")
     p.set_defaults(func=run_analogy)

@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import safetensors.numpy
-from tqdm import tqdm
 
 from rnnlab.errors import RnnlabError
 from rnnlab.fileio import atomic_dir, atomic_write
@@ -125,7 +124,7 @@ class Word2Vec:
         min_alpha: float = 1e-4,
         workers: int = 2,
         seed: int = 1,
-        progress: bool = False,
+        progress: Callable[[int, int, dict], None] | None = None,
     ) -> None:
         self.vector_size, self.window, self.negative = vector_size, window, negative
         self.hs, self.sg, self.min_count = bool(hs), bool(sg), min_count
@@ -248,13 +247,14 @@ class Word2Vec:
         sentences: Sentences | None = None,
         corpus_file: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
         epochs: int | None = None,
-        progress: bool = False,
+        progress: Callable[[int, int, dict], None] | None = None,
         on_epoch: Callable[[dict], None] | None = None,
     ) -> dict:
         """Train on a corpus for `epochs` (default self.epochs); returns totals of the run.
 
-        Unknown words are skipped (build_vocab(update=True) adds them first). `progress`
-        shows a tqdm bar (words/s, learning rate, loss, ETA); `on_epoch` gets each epoch's
+        Unknown words are skipped (build_vocab(update=True) adds them first). `progress` is
+        called as jobs finish with (words done, words in all, {"lr", "loss"}) of the whole
+        run, for a progress bar; `on_epoch` gets each epoch's
         record {"epoch", "loss" (per example), "examples" (skip-gram: (centre, context) pairs;
         CBOW: centre words), "alpha", "words", "seconds", "words_per_s"}.
         """
@@ -264,10 +264,8 @@ class Word2Vec:
         ids, starts, raw = self.encode(_corpus(sentences, corpus_file, once=True))
         if len(ids) == 0:
             raise RnnlabError("the corpus has no word of the vocabulary")
-        bar = tqdm(total=epochs * raw, unit="word", unit_scale=True, disable=not progress,
-                   desc="word2vec", dynamic_ncols=True)
         pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
-        run = _Run(self, ids, starts, raw, epochs, pool, bar)
+        run = _Run(self, ids, starts, raw, epochs, pool, progress)
         start_time = time.perf_counter()
         try:
             for e in range(epochs):
@@ -276,7 +274,6 @@ class Word2Vec:
                 if on_epoch is not None:
                     on_epoch(record)
         finally:
-            bar.close()
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
             self._wv = None
@@ -389,9 +386,10 @@ class _Run:
     """One call of `train`: the encoded corpus cut into jobs, run epoch by epoch."""
 
     def __init__(self, model: Word2Vec, ids: np.ndarray, starts: np.ndarray, raw: int, epochs: int,
-                 pool: ThreadPoolExecutor | None, bar: tqdm) -> None:
+                 pool: ThreadPoolExecutor | None,
+                 progress: Callable[[int, int, dict], None] | None) -> None:
         self.model, self.ids, self.starts, self.raw, self.epochs = model, ids, starts, raw, epochs
-        self.pool, self.bar = pool, bar
+        self.pool, self.progress = pool, progress
         self.tables = model._tables()
         self.total = len(ids)
         S = len(starts) - 1
@@ -422,11 +420,11 @@ class _Run:
             results = (f.result() for f in as_completed([self.pool.submit(self.job, *a) for a in args]))
         loss_sum, examples, done = 0.0, 0, 0
         for loss, n, words in results:
-            shown = round(done * self.raw / self.total)  # raw words, so an epoch adds up exactly
             loss_sum, examples, done = loss_sum + loss, examples + n, done + words
-            self.bar.update(round(done * self.raw / self.total) - shown)
-            self.bar.set_postfix(lr=f"{self.alpha(e, done):.5f}", loss=f"{loss_sum / max(examples, 1):.4f}",
-                                 refresh=False)
+            if self.progress:  # in raw words, so that an epoch adds up exactly
+                self.progress(e * self.raw + round(done * self.raw / self.total),
+                              self.epochs * self.raw,
+                              {"lr": self.alpha(e, done), "loss": loss_sum / max(examples, 1)})
         seconds = time.perf_counter() - start
         m.epochs_trained += 1
         return {"epoch": m.epochs_trained, "loss": loss_sum / max(examples, 1), "examples": examples,
