@@ -133,3 +133,4 @@ class SentenceBatches:
     def get(self, indices: list[int]) -> tuple[Tensor, Tensor, Tensor]:
         """(inputs, targets, lengths) of the batch of these sentences."""
         return pad_sentences([self.sentences[i] for i in indices])
+

@@ -114,6 +114,12 @@ class TrainSettings:
             if getattr(self, name):
                 setattr(self, name, str(Path(getattr(self, name)).resolve()))
 
+    def text_files(self, train: str | Path) -> dict[str, str]:
+        """The text files a run reads, by role: train, and valid and test when given."""
+        files = {"train": str(Path(train).resolve())}
+        files.update({k: getattr(self, k) for k in ("valid", "test") if getattr(self, k)})
+        return files
+
     @property
     def learning_rate(self) -> float:
         """The starting learning rate."""

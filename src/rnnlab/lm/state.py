@@ -9,13 +9,17 @@ so that a resumed run ends with the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from rnnlab.cells import map_state
+from rnnlab.fileio import atomic_write
 from rnnlab.lm import distributed
+from rnnlab.lm.bundle import LM
 
 
 @dataclass
@@ -77,3 +81,36 @@ def restore_generators(tensors: dict[str, Tensor], rank: int, device: torch.devi
     torch.set_rng_state(tensors["rng.torch" + suffix])
     if device.type == "cuda" and "rng.cuda" + suffix in tensors:
         torch.cuda.set_rng_state(tensors["rng.cuda" + suffix], device)
+
+
+class RunFolder:
+    """The files of a run's folder: best/, last/, metrics.jsonl and curve.png. Only rank 0
+    writes them; without a folder (or on another rank) every write is skipped."""
+
+    def __init__(self, out: Path | None, main: bool) -> None:
+        self.out = out if main else None
+
+    def save_last(self, lm: LM, epoch: int, state: dict, tensors: dict[str, Tensor],
+                  optimizer: torch.optim.Optimizer) -> None:
+        """`last/`: the model and everything needed to continue (see the module's docstring)."""
+        if self.out is not None:
+            lm.save(self.out / "last", {"epoch": epoch},
+                    {"state": state, "tensors": tensors, "optimizer": optimizer})
+
+    def save_best(self, lm: LM, record: dict) -> None:
+        """`best/`: the model with its metrics record in config.json."""
+        if self.out is not None:
+            lm.save(self.out / "best", record)
+
+    def write_metrics(self, records: list[dict]) -> None:
+        """metrics.jsonl: one JSON record per line."""
+        if self.out is not None:
+            with atomic_write(self.out / "metrics.jsonl") as f:
+                f.writelines(json.dumps(record) + "\n" for record in records)
+
+    def plot(self, records: list[dict], level: str) -> None:
+        """curve.png: train and validation curves of the records."""
+        if self.out is not None and records:
+            from rnnlab.lm.plot import plot_curve
+
+            plot_curve(records, self.out / "curve.png", level)

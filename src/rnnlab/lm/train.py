@@ -18,7 +18,7 @@ from rnnlab.fileio import file_fingerprint
 from rnnlab.lm import checkpoint
 from rnnlab.lm.bundle import LM
 from rnnlab.lm.settings import TrainSettings, resumed_settings
-from rnnlab.lm.trainer import Report, Trainer, data_files
+from rnnlab.lm.trainer import Report, Trainer
 from rnnlab.outputs import check_output, is_main_process, output_lock
 
 
@@ -91,7 +91,7 @@ def clear_run(out: Path) -> None:
 def check_same_data(state: dict, s: TrainSettings, train, allow_changed: bool) -> None:
     """Refuse to resume on text files that changed since the run started (size or SHA-256)."""
     recorded = state.get("data") or {}
-    for role, path in data_files(s, train).items():
+    for role, path in s.text_files(train).items():
         if role not in recorded or not Path(path).is_file():
             continue
         if file_fingerprint(path) != recorded[role] and not allow_changed:

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -33,13 +33,19 @@ from torch import Tensor
 from rnnlab.cells import map_state
 from rnnlab.device import autocast, resolve_device
 from rnnlab.errors import RnnlabError
-from rnnlab.fileio import atomic_write, file_fingerprint
+from rnnlab.fileio import file_fingerprint
 from rnnlab.lm import checkpoint, distributed, evaluation
 from rnnlab.lm.bundle import LM
 from rnnlab.lm.data import IGNORE, SentenceBatches, StreamBatches, read_text, split_lines
 from rnnlab.lm.model import LanguageModel
 from rnnlab.lm.settings import DEFAULT_HIDDEN, TrainSettings
-from rnnlab.lm.state import Progress, hidden_columns, rank_tensors, restore_generators
+from rnnlab.lm.state import (
+    Progress,
+    RunFolder,
+    hidden_columns,
+    rank_tensors,
+    restore_generators,
+)
 from rnnlab.recurrent import detach_state
 from rnnlab.text.pipeline import TextPipeline
 from rnnlab.text.vocab import Vocabulary
@@ -62,11 +68,72 @@ def metrics(loss: float, level: str) -> dict:
     return out
 
 
-def data_files(s: TrainSettings, train: str | Path) -> dict[str, str]:
-    """The text files a run reads, by role."""
-    files = {"train": str(Path(train).resolve())}
-    files.update({k: getattr(s, k) for k in ("valid", "test") if getattr(s, k)})
-    return files
+@dataclass
+class RunData:
+    """A run's texts, read and encoded: training batches, validation and test ids (or None)."""
+
+    pipeline: TextPipeline
+    vocab: Vocabulary
+    train: StreamBatches | SentenceBatches
+    valid: list | None
+    test: list | None
+
+
+def read_run_data(s: TrainSettings, train: Path, vocab: Vocabulary | None = None) -> RunData:
+    """Read the texts of a run and encode them; the vocabulary is built from the training text
+    unless a resumed run brings its own."""
+    pipeline = TextPipeline(s.level, s.mode, s.lower)
+    lines = read_text(train, s.encoding, s.errors)
+    if s.split:
+        train_lines, valid_lines, test_lines = split_lines(lines, *s.split)
+    else:
+        train_lines = lines
+        valid_lines = read_text(s.valid, s.encoding, s.errors) if s.valid else []
+        test_lines = read_text(s.test, s.encoding, s.errors) if s.test else []
+    vocab = vocab or pipeline.build_vocab(train_lines, s.min_count, s.max_vocab)
+    ids = pipeline.encode(train_lines, vocab)
+    if not ids:
+        raise RnnlabError(f"{train}: no training text")
+    batches = (SentenceBatches(ids, s.batch_size, s.seed) if s.mode == "sentence"
+               else StreamBatches(ids, s.batch_size, s.bptt))
+    return RunData(pipeline, vocab, batches,
+                   pipeline.encode(valid_lines, vocab) if valid_lines else None,
+                   pipeline.encode(test_lines, vocab) if test_lines else None)
+
+
+def build_model(s: TrainSettings, vocab: Vocabulary, built: dict | None,
+                note: Callable[[str], None]) -> tuple[LanguageModel, dict | None]:
+    """The model of a run (seeded), with its word vectors loaded when given: (model, coverage).
+
+    `built`: the model settings of a resumed run's checkpoint, which fix the sizes.
+    """
+    wv, tie = None, s.tie_weights
+    embed, hidden = s.embed_size, s.hidden_size
+    if built is not None:
+        embed, hidden = built["embed_size"], built["hidden_size"]
+    elif s.vectors:
+        from rnnlab.word2vec.vectors import WordVectors
+
+        wv = WordVectors.load(s.vectors, on_warning=lambda m: note(f"warning: {m}"))
+        # Sizes from the vectors: an embedding of their dimension, and as many hidden units,
+        # so that the tied decoder needs no projection that starts out random.
+        embed = embed or int(wv.vectors.shape[1])
+        hidden = hidden or embed
+    hidden = hidden or DEFAULT_HIDDEN
+    if s.freeze_vectors and tie:
+        note("note: frozen vectors are not tied to the decoder (weight tying off)")
+        tie = False
+    torch.manual_seed(s.seed)
+    model = LanguageModel(len(vocab), embed or hidden, hidden, s.layers, s.cell, s.dropout, tie,
+                          s.init_range)
+    if s.freeze_vectors:  # load_vectors froze them on the first run; a resume must too
+        model.embedding.weight.requires_grad_(False)
+    if wv is None:
+        return model, None
+    c = model.load_vectors(wv, vocab, s.freeze_vectors)
+    note(f"word vectors: {c['matched']}/{c['total']} tokens matched ({100 * c['coverage']:.1f} %; "
+         f"{c['lowercase']} via lowercase), {'frozen' if c['frozen'] else 'fine-tuned'}")
+    return model, c
 
 
 class Trainer:
@@ -80,6 +147,7 @@ class Trainer:
         self.saved = saved
         self.report = report or (lambda kind, data: None)
         self.group = distributed.Group()
+        self.files = RunFolder(None, False)
         self.device = torch.device("cpu")
         self.interrupted = False
 
@@ -92,68 +160,24 @@ class Trainer:
         """A remark for the user."""
         self.say("note", {"message": message})
 
-    def prepare_data(self) -> None:
-        """Read the texts; build (or reload) the vocabulary; batches and evaluation ids."""
+    def setup(self) -> None:
+        """Read the data, build the model (and its LM) and the optimizer."""
         s = self.s
-        self.pipeline = TextPipeline(s.level, s.mode, s.lower)
-        lines = read_text(self.train_path, s.encoding, s.errors)
-        if s.split:
-            train_lines, valid_lines, test_lines = split_lines(lines, *s.split)
-        else:
-            train_lines = lines
-            valid_lines = read_text(s.valid, s.encoding, s.errors) if s.valid else []
-            test_lines = read_text(s.test, s.encoding, s.errors) if s.test else []
-        if self.saved is not None:
-            self.vocab = Vocabulary.load(checkpoint.resume_folder(self.out / "last") / "vocab.json")
-        else:
-            self.vocab = self.pipeline.build_vocab(train_lines, s.min_count, s.max_vocab)
         if s.mode == "stream":
             self.group.columns(s.batch_size)  # fails early when the batch does not split
-        ids = self.pipeline.encode(train_lines, self.vocab)
-        if not ids:
-            raise RnnlabError(f"{self.train_path}: no training text")
-        self.train_data = (SentenceBatches(ids, s.batch_size, s.seed) if s.mode == "sentence"
-                           else StreamBatches(ids, s.batch_size, s.bptt))
-        self.valid_ids = self.pipeline.encode(valid_lines, self.vocab) if valid_lines else None
-        self.test_ids = self.pipeline.encode(test_lines, self.vocab) if test_lines else None
+        vocab, built = None, None
+        if self.saved is not None:
+            last = checkpoint.resume_folder(self.out / "last")
+            vocab = Vocabulary.load(last / "vocab.json")
+            built = checkpoint.read_config(last)["model"]
+        self.data = read_run_data(s, self.train_path, vocab)
         # Recorded in `last`, so that a resume can tell whether the text changed under it.
         self.fingerprints = {role: file_fingerprint(path)
-                             for role, path in data_files(s, self.train_path).items()}
-
-    def build_model(self) -> None:
-        """The model (with word vectors when given), its optimizer, and the LM it belongs to."""
-        s = self.s
-        wv, tie = None, s.tie_weights
-        embed, hidden = s.embed_size, s.hidden_size
-        if self.saved is not None:
-            # The vectors' dimension may have set them; the checkpoint knows what was built.
-            built = checkpoint.read_config(checkpoint.resume_folder(self.out / "last"))["model"]
-            embed, hidden = built["embed_size"], built["hidden_size"]
-        elif s.vectors:
-            from rnnlab.word2vec.vectors import WordVectors
-
-            wv = WordVectors.load(s.vectors, on_warning=lambda m: self.note(f"warning: {m}"))
-            # Sizes from the vectors: an embedding of their dimension, and as many hidden
-            # units, so that the tied decoder needs no projection that starts out random.
-            embed = embed or int(wv.vectors.shape[1])
-            hidden = hidden or embed
-        hidden = hidden or DEFAULT_HIDDEN
-        if s.freeze_vectors and tie:
-            self.note("note: frozen vectors are not tied to the decoder (weight tying off)")
-            tie = False
-        torch.manual_seed(s.seed)
-        self.model = LanguageModel(len(self.vocab), embed or hidden, hidden, s.layers, s.cell,
-                                   s.dropout, tie, s.init_range)
-        if s.freeze_vectors:  # load_vectors froze them on the first run; a resume must too
-            self.model.embedding.weight.requires_grad_(False)
-        self.coverage = None
-        if wv is not None:
-            self.coverage = c = self.model.load_vectors(wv, self.vocab, s.freeze_vectors)
-            self.note(f"word vectors: {c['matched']}/{c['total']} tokens matched "
-                      f"({100 * c['coverage']:.1f} %; {c['lowercase']} via lowercase), "
-                      f"{'frozen' if c['frozen'] else 'fine-tuned'}")
+                             for role, path in s.text_files(self.train_path).items()}
+        self.model, self.coverage = build_model(s, self.data.vocab, built, self.note)
         self.model.to(self.device)
-        self.lm = LM(self.model, self.vocab, self.pipeline, {"eval_batch_size": s.eval_batch_size})
+        self.lm = LM(self.model, self.data.vocab, self.data.pipeline,
+                     {"eval_batch_size": s.eval_batch_size})
         self.net = distributed.wrap(self.model, self.group, self.device)
         if self.group.rank:  # the same weights everywhere, but each rank its own dropout masks
             torch.manual_seed(s.seed + 7919 * self.group.rank)
@@ -201,8 +225,8 @@ class Trainer:
         state = {"train": str(self.train_path), "settings": dataclasses.asdict(self.s),
                  **self.p.to_json(), "coverage": self.coverage, "world": self.group.world,
                  "data": self.fingerprints, **({"hidden_parts": parts} if parts else {})}
-        self.lm.save(self.out / "last", {"epoch": self.p.epoch - (self.p.step_in_epoch == 0)},
-                     {"state": state, "tensors": tensors, "optimizer": self.optimizer})
+        self.files.save_last(self.lm, self.p.epoch - (self.p.step_in_epoch == 0), state, tensors,
+                             self.optimizer)
 
     def hidden_on_cpu(self):
         """The carried state, on the CPU (None at the start of an epoch)."""
@@ -210,18 +234,10 @@ class Trainer:
             return None
         return map_state(lambda h: h.detach().cpu(), self.hidden)
 
-    def write_metrics(self, extra: list[dict] = ()) -> None:
-        """metrics.jsonl: one record per epoch, then `extra` (a stop's or the test's record)."""
-        if self.out is None or not self.group.main:
-            return
-        with atomic_write(self.out / "metrics.jsonl") as f:
-            for record in [*self.p.history, *extra]:
-                f.write(json.dumps(record) + "\n")
-
     def evaluate(self, encoded) -> dict:
         """Metrics of the model on encoded text: the one evaluation, shared out over ranks."""
         total, count = evaluation.loss_sums(
-            self.model, encoded, self.s.mode, self.pipeline.start_ids(self.vocab),
+            self.model, encoded, self.s.mode, self.data.pipeline.start_ids(self.data.vocab),
             self.s.eval_batch_size, self.group)
         total, count = self.group.sum([total, count], self.device)
         return metrics(total / max(count, 1), self.s.level)
@@ -236,21 +252,21 @@ class Trainer:
     def local_batch(self, item) -> tuple[Tensor, Tensor, Tensor | None, bool]:
         """This rank's share of a batch on the device, and whether it is real: a rank left
         without sentences (a short last batch) runs one with zero weight, for the collectives."""
-        if self.train_data.carries_state:
-            x, y, lengths = self.train_data.get(item)
+        if self.data.train.carries_state:
+            x, y, lengths = self.data.train.get(item)
             cols = self.group.columns(x.shape[1])
             x, y, real = x[:, cols], y[:, cols], True
         else:
             mine = self.group.share(item)
             real = bool(mine)
-            x, y, lengths = self.train_data.get(mine if real else item[:1])
+            x, y, lengths = self.data.train.get(mine if real else item[:1])
         return x.to(self.device), y.to(self.device), lengths, real
 
     def train_step(self, item) -> None:
         """One optimizer step on one batch (skipped when not finite)."""
         s, p = self.s, self.p
         x, y, lengths, real = self.local_batch(item)
-        state = detach_state(self.hidden) if self.train_data.carries_state else None
+        state = detach_state(self.hidden) if self.data.train.carries_state else None
         with autocast(self.device, s.precision):
             logits, new_state = self.net(x, state, lengths)
         loss, count = sequence_loss(logits.float(), y)
@@ -273,7 +289,7 @@ class Trainer:
             p.epoch_tokens += int(tokens)
         else:
             self.skip_step()
-        if self.train_data.carries_state:
+        if self.data.train.carries_state:
             finite = all(bool(torch.isfinite(t).all()) for t in
                          (new_state if isinstance(new_state, tuple) else (new_state,)))
             self.hidden = detach_state(new_state) if finite else None
@@ -298,8 +314,8 @@ class Trainer:
                   **{f"train_{k}": v for k, v in
                      metrics(p.epoch_loss / max(p.epoch_tokens, 1), s.level).items()}}
         improved = True
-        if self.valid_ids is not None:
-            valid = self.evaluate(self.valid_ids)
+        if self.data.valid is not None:
+            valid = self.evaluate(self.data.valid)
             record.update({f"valid_{k}": v for k, v in valid.items()})
             improved = p.best_valid is None or valid["loss"] < p.best_valid
         record.update({"skipped": p.skipped, "seconds": round(p.epoch_seconds, 1),
@@ -307,15 +323,14 @@ class Trainer:
         if improved:
             p.best_valid, p.best_epoch, p.bad_epochs = record.get("valid_loss"), p.epoch, 0
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            if self.out is not None and self.group.main:
-                self.lm.save(self.out / "best", {"epoch": p.epoch, **record})
+            self.files.save_best(self.lm, {"epoch": p.epoch, **record})
         else:
             p.bad_epochs += 1
             if s.lr_schedule == "plateau":
                 p.lr /= s.plateau_factor
         p.history.append(record)
         self.say("metrics", record)
-        self.write_metrics()
+        self.files.write_metrics(p.history)
         p.epoch += 1
         p.step_in_epoch, p.epoch_loss, p.epoch_tokens, p.epoch_seconds = 0, 0.0, 0, 0.0
         self.hidden = None
@@ -332,14 +347,13 @@ class Trainer:
                   "partial": True,
                   **{f"train_{k}": v for k, v in
                      metrics(p.epoch_loss / max(p.epoch_tokens, 1), self.s.level).items()}}
-        if self.valid_ids is not None:
-            record.update({f"valid_{k}": v for k, v in self.evaluate(self.valid_ids).items()})
+        if self.data.valid is not None:
+            record.update({f"valid_{k}": v for k, v in self.evaluate(self.data.valid).items()})
         self.say("metrics", record)
         self.partial = record
-        if self.out is not None and self.group.main:
-            self.write_metrics([record])
-            if self.best_state is None:
-                self.lm.save(self.out / "best", {**record, "epoch": p.epoch})
+        self.files.write_metrics([*p.history, record])
+        if self.best_state is None:
+            self.files.save_best(self.lm, {**record, "epoch": p.epoch})
 
     def train_epochs(self) -> str:
         """Epochs until done, stopped or interrupted; returns how it ended."""
@@ -353,7 +367,7 @@ class Trainer:
             for param_group in self.optimizer.param_groups:
                 param_group["lr"] = p.lr
             self.model.train()
-            items = self.train_data.epoch(p.epoch)
+            items = self.data.train.epoch(p.epoch)
             stopped = self.run_epoch(items)
             if stopped:
                 return stopped
@@ -416,6 +430,7 @@ class Trainer:
         """Train and test: (how it stopped, the test metrics or None)."""
         self.device = resolve_device(self.s.device)
         self.group = distributed.join(self.device)
+        self.files = RunFolder(self.out, self.group.main)
         try:
             return self.train_and_test()
         finally:
@@ -428,49 +443,47 @@ class Trainer:
             torch.set_num_threads(s.threads)
         self.started = self.saved_at = time.perf_counter()
         self.bad_in_row, self.partial = 0, None
-        self.prepare_data()
-        self.build_model()
+        self.setup()
         self.restore()
-        with self.signals_save():
+        with signals_stop(self):
             stopped = self.train_epochs()
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         self.model.eval()
         test = None
-        if stopped != "interrupted" and self.test_ids is not None:
-            test = self.evaluate(self.test_ids)
+        if stopped != "interrupted" and self.data.test is not None:
+            test = self.evaluate(self.data.test)
             record = {f"test_{k}": v for k, v in test.items()} | {"best_epoch": self.p.best_epoch}
             self.say("metrics", record)
-            self.write_metrics([r for r in (self.partial, record) if r])
-        shown = [*self.p.history, *([self.partial] if self.partial else [])]
-        if self.out is not None and shown and self.group.main:
-            from rnnlab.lm.plot import plot_curve
-
-            plot_curve(shown, self.out / "curve.png", s.level)
+            self.files.write_metrics([*self.p.history, *([self.partial] if self.partial else []),
+                                      record])
+        self.files.plot([*self.p.history, *([self.partial] if self.partial else [])], s.level)
         return stopped, test
 
-    @contextlib.contextmanager
-    def signals_save(self):
-        """While training, Ctrl-C or SIGTERM finishes the current step, saves `last` and stops.
 
-        SIGTERM is how job schedulers and torchrun stop processes (torchrun after Ctrl-C, which
-        its workers see too), so it never aborts the save; a second Ctrl-C stops at once.
-        """
-        def handler(signum, frame):
-            if self.interrupted and signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            if not self.interrupted:
-                self.note(f"{signal.Signals(signum).name}: saving a checkpoint after this step "
-                          f"(Ctrl-C again to abort)")
-            self.interrupted = True
+@contextlib.contextmanager
+def signals_stop(trainer: Trainer) -> Iterator[None]:
+    """While training, Ctrl-C or SIGTERM lets the current step finish, then the trainer saves
+    `last` and stops.
 
-        try:
-            previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-        except ValueError:  # not the main thread: leave signals alone
-            yield
-            return
-        try:
-            yield
-        finally:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
+    SIGTERM is how job schedulers and torchrun stop processes (torchrun after Ctrl-C, which
+    its workers see too), so it never aborts the save; a second Ctrl-C stops at once.
+    """
+    def handler(signum, frame):
+        if trainer.interrupted and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if not trainer.interrupted:
+            trainer.note(f"{signal.Signals(signum).name}: saving a checkpoint after this step "
+                         f"(Ctrl-C again to abort)")
+        trainer.interrupted = True
+
+    try:
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
