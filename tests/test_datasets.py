@@ -316,3 +316,15 @@ def test_evaluate_takes_a_corpus_name_and_a_missing_split_is_one_line(tiny, serv
                  "--hidden-size", "8", "--epochs", "1", "--no-progress", "--quiet"]) == 0
     assert main(["evaluate", str(tmp_path / "m"), "tiny"]) == 2
     assert "corpus tiny has no test split (it has train, valid)" in capsys.readouterr().err
+
+
+def test_a_corpus_name_fetches_only_the_split_it_needs(tiny, server, tmp_path):
+    from rnnlab.datasets import file_or_corpus
+
+    heard = []
+    path = file_or_corpus("tiny", "valid", progress=lambda name, done, total: heard.append(name))
+    assert path == str(tmp_path / "cache" / "tiny" / "valid.txt")
+    assert server.hits == ["/valid.txt"]  # not the training file evaluate does not need
+    assert heard and set(heard) == {"valid.txt"}
+    with pytest.raises(RnnlabError, match="no dev split"):
+        file_or_corpus("tiny", "dev")

@@ -192,3 +192,16 @@ def test_vectors_choose_the_sizes(texts, tmp_path):
     config = result.lm.model.config
     assert config["embed_size"] == config["hidden_size"] == 16
     assert result.lm.model.projection is None  # the tied decoder needs none
+
+
+def test_a_resumed_epoch_counts_all_its_seconds(texts, tmp_path):
+    """Stopped after most of an epoch, resumed for its last steps: the epoch's time is both."""
+    run = tmp_path / "run"
+    train_language_model(texts / "train.txt", run, epochs=1, max_steps=40, **TINY)
+    state = json.loads((run / "last" / "training.json").read_text())
+    first = state["epoch_seconds"]
+    assert state["step_in_epoch"] == 40 and first > 0
+    result = train_language_model(None, run, resume=True)
+    steps = result.history[-1]["step"]
+    assert steps == 46  # the resumed part is 6 steps, far less time than the first 40
+    assert result.history[-1]["seconds"] >= round(first, 1)

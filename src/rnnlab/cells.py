@@ -34,6 +34,11 @@ def map_state(fn: Callable[..., Tensor], state: State, *others: State) -> State:
     return fn(state, *others)
 
 
+def state_parts(state: State) -> tuple[Tensor, ...]:
+    """The tensors of a state as a tuple: (h,) or (h, C)."""
+    return state if isinstance(state, tuple) else (state,)
+
+
 class Cell(nn.Module):
     """Shared bookkeeping: sizes, initialisation and the zero state."""
 

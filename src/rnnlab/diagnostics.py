@@ -38,6 +38,7 @@ from rnnlab.cells import (
     PeepholeLSTMCell,
     RNNCell,
     make_cell,
+    state_parts,
 )
 from rnnlab.errors import RnnlabError
 from rnnlab.fileio import atomic_write
@@ -147,7 +148,7 @@ def _initial_state(model: Model, cells: list[Cell], state0, B: int, like: Tensor
     S = L * H * (2 if cells[0].has_cell_state else 1)
     if state0 is None:
         return like.new_zeros(B, S)
-    parts = state0 if isinstance(state0, tuple) else (state0,)
+    parts = state_parts(state0)
     if isinstance(model, Recurrent):
         parts = [layer for p in parts for layer in p]  # (L, B, H) -> L tensors of (B, H)
     s0 = torch.cat([p.to(like) for p in parts], 1)

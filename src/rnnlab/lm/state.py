@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from rnnlab.cells import map_state
+from rnnlab.cells import map_state, state_parts
 from rnnlab.fileio import atomic_write
 from rnnlab.lm import distributed
 from rnnlab.lm.bundle import LM
@@ -64,7 +64,7 @@ def rank_tensors(ranks: list[dict]) -> tuple[dict[str, Tensor], int | None]:
     like = next(h for h in hidden if h is not None)
     zeros = map_state(torch.zeros_like, like)
     parts = distributed.cat_columns([zeros if h is None else h for h in hidden])
-    parts = parts if isinstance(parts, tuple) else (parts,)
+    parts = state_parts(parts)
     tensors.update({f"hidden.{k}": p for k, p in enumerate(parts)})
     return tensors, len(parts)
 

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_model as st_load_model
 from torch import Tensor
 
-from rnnlab.cells import map_state
+from rnnlab.cells import map_state, state_parts
 from rnnlab.device import autocast, resolve_device
 from rnnlab.errors import RnnlabError
 from rnnlab.fileio import file_fingerprint
@@ -290,8 +290,7 @@ class Trainer:
         else:
             self.skip_step()
         if self.data.train.carries_state:
-            finite = all(bool(torch.isfinite(t).all()) for t in
-                         (new_state if isinstance(new_state, tuple) else (new_state,)))
+            finite = all(bool(torch.isfinite(t).all()) for t in state_parts(new_state))
             self.hidden = detach_state(new_state) if finite else None
         p.step_in_epoch += 1
         p.global_step += 1
