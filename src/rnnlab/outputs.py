@@ -27,6 +27,7 @@ from pathlib import Path
 from rnnlab.errors import RnnlabError
 
 LOCK = ".rnnlab.lock"  # inside a training run's folder, which is never swapped out whole
+CARD_FILES = ("card.json", "README.md")  # a ready-made model's card, beside its files
 
 
 def _config_format(path: Path) -> str | None:
@@ -55,11 +56,11 @@ FOLDER_KINDS = {
     "language-model": FolderKind(
         "a language model",
         frozenset({"model.safetensors", "config.json", "vocab.json", "training.json",
-                   "training.safetensors"}),
+                   "training.safetensors", *CARD_FILES}),
         lambda p: _config_format(p) == "rnnlab-lm"),
     "word-vectors": FolderKind(
         "word vectors",
-        frozenset({"vectors.safetensors", "vocab.json", "config.json"}),
+        frozenset({"vectors.safetensors", "vocab.json", "config.json", *CARD_FILES}),
         lambda p: (p / "vectors.safetensors").is_file()
         and (not (p / "config.json").exists() or _config_format(p) == "rnnlab-word2vec")),
     "training-run": FolderKind(

@@ -21,18 +21,19 @@ from rnnlab.cli._options import (
 )
 from rnnlab.errors import RnnlabError
 
-MODEL_HELP = ("model folder, or the output folder of `rnnlab train` (its best/ model, else "
-              "its last/)")
+MODEL_HELP = ("model folder, the output folder of `rnnlab train` (its best/ model, else its "
+              "last/), or the name of a ready-made model (`rnnlab models`)")
 
 
 def load(args: argparse.Namespace):
     """The LM named on the command line, on its --device, with --threads applied."""
     from rnnlab.device import resolve_device
     from rnnlab.lm import LM
+    from rnnlab.ready import resolve
 
     apply_threads(args)
     where = resolve_device(args.device)  # a device that is not there fails before any file is read
-    return LM.load(args.model, where)
+    return LM.load(resolve(args.model, lambda note: print(note, file=sys.stderr)), where)
 
 
 def register(subparsers) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from rnnlab.cli._options import add_overwrite
 from rnnlab.errors import RnnlabError
 from rnnlab.outputs import check_output, plot_format
+from rnnlab.ready import resolve
 from rnnlab.text.width import display_width, pad
 from rnnlab.word2vec.evaluate import evaluate_analogies, evaluate_similarity, plot_word_map
 from rnnlab.word2vec.vectors import WordVectors
@@ -16,7 +17,8 @@ from rnnlab.word2vec.vectors import WordVectors
 CPU_ONLY = " Runs on the CPU (NumPy, multi-threaded); there is no GPU path and no --device option."
 VECTORS_HELP = (
     "word vectors: a .bin (word2vec binary), .txt/.vec (word2vec text, or GloVe without a "
-    "header) or a model folder written by `rnnlab embed`"
+    "header), a model folder written by `rnnlab embed`, or the name of ready-made vectors "
+    "(`rnnlab models`)"
 )
 
 
@@ -30,7 +32,8 @@ def _load(args: argparse.Namespace) -> WordVectors:
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise RnnlabError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    return WordVectors.load(args.vectors, limit=args.limit, on_warning=print_warning)
+    path = resolve(args.vectors, lambda note: print(note, file=sys.stderr))
+    return WordVectors.load(path, limit=args.limit, on_warning=print_warning)
 
 
 def print_warning(message: str) -> None:
