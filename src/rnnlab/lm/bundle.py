@@ -24,6 +24,7 @@ from rnnlab.errors import RnnlabError
 from rnnlab.lm import evaluation
 from rnnlab.lm.checkpoint import load_weights, model_folder, read_config, save_model
 from rnnlab.lm.data import read_text
+from rnnlab.lm.forms import FormDecoder, make_form
 from rnnlab.lm.generate import sample_ids
 from rnnlab.lm.model import LanguageModel
 from rnnlab.lm.score import SentenceScore, TokenScore, check_logits, check_loss, score_ids
@@ -133,18 +134,28 @@ class LM:
 
     def generate(self, prime: str = "", length: int = 100, temperature: float = 1.0,
                  top_k: int = 0, top_p: float = 1.0, seed: int | None = None, beam: int = 0,
-                 stop_at_eos: bool = False, avoid_unk: bool = False) -> Iterator[str]:
+                 stop_at_eos: bool = False, avoid_unk: bool = False, form: int | None = None,
+                 lines: int | None = None, acrostic: str | None = None) -> Iterator[str]:
         """Continue `prime` by up to `length` tokens, yielding each token as it is drawn.
 
         beam > 0 yields the most probable continuation instead (at the end). `stop_at_eos`
         ends at `</s>`; `avoid_unk` never emits `<unk>`; unknown prime words are read as
         `<unk>` (`pipeline.encode_prompt` tells which). The same seed gives the same text.
+        `form` (5 or 7 characters a line), `lines` (4 or 8) and `acrostic` (line i starts with
+        its i-th character) write one poem of that shape, the prime being its start, and end
+        after its last "。" (`length` does not apply); see rnnlab.lm.forms.
         """
+        poem = make_form(form, lines, acrostic, beam)
+        decoder = None
+        if poem is not None:
+            decoder = FormDecoder(poem, self.vocab, self.pipeline)
+            decoder.read_prime(self.pipeline.tokenize(prime))
+            length = decoder.max_tokens()
         ids, _ = self.pipeline.encode_prompt(prime, self.vocab)
         eos_id = self.vocab.stoi.get(EOS) if stop_at_eos else None
         banned = self.vocab.unk_id if avoid_unk else None
         drawn = sample_ids(self.model, self.pipeline.start_ids(self.vocab) + ids, length,
-                           temperature, top_k, top_p, seed, beam, eos_id, banned)
+                           temperature, top_k, top_p, seed, beam, eos_id, banned, decoder)
         return (self.vocab.itos[i] for i in drawn)
 
     def write(self, prime: str = "", **options) -> Iterator[str]:
