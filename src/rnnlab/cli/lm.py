@@ -108,6 +108,11 @@ def register(subparsers) -> None:
     poem.add_argument("--acrostic", default=None,
                       help="line i starts with the i-th of these characters; their number "
                            "sets the lines (without --form a line has 1 to 9 characters)")
+    p.add_argument("--script", choices=("simplified", "traditional"), default=None,
+                   help="Chinese script you write the prime and acrostic in and read the output "
+                        "in, converted from and to the model's own (needs OpenCC: the "
+                        "'chinese' extra); the model's script is its config.json's \"script\", "
+                        "else read from its vocabulary")
     add_compute_options(p)
     p.set_defaults(func=run_generate)
 
@@ -186,7 +191,12 @@ def run_generate(args: argparse.Namespace) -> int:
     check_options(args.length, args.temperature, args.top_k, args.top_p, args.beam)
     make_form(args.form, args.lines, args.acrostic, args.beam)  # a clash fails before loading
     lm = load(args)
-    ids, unknown = lm.pipeline.encode_prompt(args.prime, lm.vocab)
+    prime = args.prime
+    if args.script is not None:
+        from rnnlab.text.script import converter
+
+        prime = converter(args.script, lm.script)(prime)  # as the model reads it
+    ids, unknown = lm.pipeline.encode_prompt(prime, lm.vocab)
     if unknown:
         only = " (the whole prime)" if len(unknown) == len(ids) else ""
         print(f"note: not in the vocabulary, read as <unk>{only}: "
@@ -195,7 +205,7 @@ def run_generate(args: argparse.Namespace) -> int:
     pieces = lm.write(args.prime, length=args.length, temperature=args.temperature,
                       top_k=args.top_k, top_p=args.top_p, seed=args.seed, beam=args.beam,
                       stop_at_eos=args.stop_at_eos, avoid_unk=args.no_unk, form=args.form,
-                      lines=args.lines, acrostic=args.acrostic)
+                      lines=args.lines, acrostic=args.acrostic, script=args.script)
     last = args.prime
     sys.stdout.write(args.prime)
     for piece in pieces:
