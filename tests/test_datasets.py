@@ -2,6 +2,7 @@
 
 import gzip
 import hashlib
+import json
 import re
 import socket
 import threading
@@ -18,6 +19,7 @@ from rnnlab.datasets import CorpusInfo, RemoteFile, corpus_files
 from rnnlab.errors import RnnlabError
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED_NAMES = {"tang-poems": "chinese-poetry"}  # registry name -> folder in ../shared/data
 TRAIN = b"".join(f"the cat sat on mat number {i} <eos>\n".encode() for i in range(5000))
 VALID = "a small valid file, with non-ASCII: \u00e9\u00e8 \u4e2d\u6587\n".encode() * 50
 
@@ -227,15 +229,16 @@ def test_registry_entries_are_well_formed():
         assert len({f.split for f in corpus.files}) == len(corpus.files)
         for f in corpus.files:
             assert re.fullmatch(r"[0-9a-f]{64}", f.sha256), f
-            assert f.url.startswith("https://raw.githubusercontent.com/"), f
+            assert f.url.startswith("https://raw.githubusercontent.com/" if f.served else "https://"), f
             assert f.size > 0
+        assert not corpus.derived or len(corpus.files) == 1
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
 def test_registry_matches_shared_data():
     for corpus in datasets.REGISTRY.values():
         for f in corpus.files:
-            plain = SHARED_DATA / corpus.name / f.name
+            plain = SHARED_DATA / SHARED_NAMES.get(corpus.name, corpus.name) / f.name
             path = plain if plain.exists() else plain.with_name(f.name + ".gz")
             data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
             assert (len(data), hashlib.sha256(data).hexdigest()) == (f.size, f.sha256), path
@@ -328,3 +331,63 @@ def test_a_corpus_name_fetches_only_the_split_it_needs(tiny, server, tmp_path):
     assert heard and set(heard) == {"valid.txt"}
     with pytest.raises(RnnlabError, match="no dev split"):
         file_or_corpus("tiny", "dev")
+
+
+POEMS = [f"春{i}風，夜{i}雨。" for i in range(400)]
+POEM_TEXT = "".join(p + "\n" for p in POEMS + POEMS[:30] + [""]).encode()  # 30 repeats, a blank line
+
+
+@pytest.fixture
+def poems(monkeypatch):
+    """A derived-split corpus whose one source file no URL serves, as tang-poems."""
+    corpus = CorpusInfo("poems", "stand-in poems", "public domain",
+                        (RemoteFile("source", "poems.txt", "https://example.org/poems.tgz",
+                                    len(POEM_TEXT), sha(POEM_TEXT), served=False),), derived=True)
+    monkeypatch.setitem(datasets.REGISTRY, "poems", corpus)
+    return corpus
+
+
+def test_derived_splits_from_a_mirror(poems, tmp_path, capsys):
+    (tmp_path / "mirror" / "poems").mkdir(parents=True)
+    (tmp_path / "mirror" / "poems" / "poems.txt.gz").write_bytes(gzip.compress(POEM_TEXT))
+    paths = corpus_files("poems", data_dir=tmp_path / "mirror")
+    folder = tmp_path / "cache" / "poems" / "splits"
+    assert paths == {k: folder / f"{k}.txt" for k in ("train", "valid", "test")}
+    split = {k: p.read_text(encoding="utf-8").splitlines() for k, p in paths.items()}
+    assert sorted(sum(split.values(), [])) == sorted(POEMS)  # every poem once, repeats dropped
+    assert 300 < len(split["train"]) < 400 and split["valid"] and split["test"]
+    record = json.loads((folder / "splits.json").read_text(encoding="utf-8"))
+    assert record["duplicates_dropped"] == 30 and record["source_sha256"] == sha(POEM_TEXT)
+    assert {k: v["poems"] for k, v in record["files"].items()} == {k: len(v) for k, v in split.items()}
+    # Kept while it matches its record; rebuilt, the same, when a file is missing or edited.
+    mtime = paths["train"].stat().st_mtime_ns
+    assert corpus_files("poems", data_dir=tmp_path / "mirror") == paths
+    assert paths["train"].stat().st_mtime_ns == mtime
+    paths["test"].unlink()
+    paths["valid"].write_text("edited\n", encoding="utf-8")
+    corpus_files("poems", data_dir=tmp_path / "mirror")
+    assert {k: p.read_text(encoding="utf-8").splitlines() for k, p in paths.items()} == split
+    assert datasets.file_or_corpus("poems", "test", tmp_path / "mirror") == str(paths["test"])
+    assert main(["data", "path", "poems", "--data-dir", str(tmp_path / "mirror"), "--split", "valid"]) == 0
+    assert capsys.readouterr().out == f"{paths['valid']}\n"
+
+
+def test_unserved_file_missing_is_one_line(poems, tmp_path, capsys):
+    assert main(["data", "get", "poems", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no URL serves it" in err and "poems.txt" in err
+    assert files_under(tmp_path / "cache") == []
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "chinese-poetry").is_dir(), reason="../shared/data not present")
+def test_tang_poems_splits_from_shared_data(tmp_path):
+    (tmp_path / "mirror").mkdir()
+    (tmp_path / "mirror" / "tang-poems").symlink_to(SHARED_DATA / "chinese-poetry")
+    paths = corpus_files("tang-poems", data_dir=tmp_path / "mirror")
+    split = {k: p.read_text(encoding="utf-8").splitlines() for k, p in paths.items()}
+    record = json.loads((paths["train"].parent / "splits.json").read_text(encoding="utf-8"))
+    assert sum(map(len, split.values())) + record["duplicates_dropped"] == 57_603
+    assert record["duplicates_dropped"] == 952
+    train, valid, test = (set(split[k]) for k in ("train", "valid", "test"))
+    assert len(train) == len(split["train"]) and not (train & test or train & valid or valid & test)
+    assert 0.89 < len(train) / (57_603 - 952) < 0.91

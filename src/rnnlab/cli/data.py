@@ -52,6 +52,10 @@ def run_list(args: argparse.Namespace) -> None:
         for f in corpus.files:
             print(f"  {f.split:<6} {f.name}  {f.size:,} bytes  {f.url}")
             print(f"  {'':<6} sha256 {f.sha256}")
+            if not f.served:
+                print(f"  {'':<6} no URL serves this file: put it in a mirror (--data-dir)")
+        if corpus.derived:
+            print(f"  train/valid/test derived into the cache: {datasets.POEM_SPLITS}")
 
 
 def run_get(args: argparse.Namespace) -> None:
@@ -64,7 +68,7 @@ def run_get(args: argparse.Namespace) -> None:
 
 def run_path(args: argparse.Namespace) -> None:
     """Print the local paths of a corpus without downloading."""
-    splits = [f.split for f in datasets.get_corpus(args.name).files]
+    splits = datasets.get_corpus(args.name).splits
     if args.split is not None and args.split not in splits:
         raise RnnlabError(f"{args.name} has no split {args.split!r}; it has {', '.join(splits)}")
     paths = datasets.corpus_files(args.name, args.data_dir, download_missing=False)

@@ -97,6 +97,23 @@ def register(subparsers) -> None:
                         "(temperature, top-k and top-p do not apply); default 0: sample")
     p.add_argument("--stop-at-eos", action="store_true", help="stop at the end-of-sentence token")
     p.add_argument("--no-unk", action="store_true", help="never generate the <unk> token")
+    poem = p.add_argument_group(
+        "poems (character-level Chinese models)",
+        "Write one poem whose every line has the same number of Han characters, ending in "
+        "'，' (odd lines) or '。' (even and last lines); tokens that would break the form are "
+        "never drawn. The prime is the poem's start and must fit; --length does not apply.")
+    poem.add_argument("--form", type=int, default=None,
+                      help="Han characters a line: 5 (五言) or 7 (七言)")
+    poem.add_argument("--lines", type=int, default=None,
+                      help="lines: 4 (绝句, the default) or 8 (律诗)")
+    poem.add_argument("--acrostic", default=None,
+                      help="line i starts with the i-th of these characters; their number "
+                           "sets the lines (without --form a line has 1 to 9 characters)")
+    p.add_argument("--script", choices=("simplified", "traditional"), default=None,
+                   help="Chinese script you write the prime and acrostic in and read the output "
+                        "in, converted from and to the model's own (needs OpenCC: the "
+                        "'chinese' extra); the model's script is its config.json's \"script\", "
+                        "else read from its vocabulary")
     add_compute_options(p)
     p.set_defaults(func=run_generate)
 
@@ -168,12 +185,19 @@ def run_score(args: argparse.Namespace) -> int:
 
 def run_generate(args: argparse.Namespace) -> int:
     """Print the prime, then each generated piece of text as it is drawn."""
+    from rnnlab.lm.forms import make_form
     from rnnlab.lm.generate import check_options
     from rnnlab.lm.score import show_text
 
     check_options(args.length, args.temperature, args.top_k, args.top_p, args.beam)
+    make_form(args.form, args.lines, args.acrostic, args.beam)  # a clash fails before loading
     lm = load(args)
-    ids, unknown = lm.pipeline.encode_prompt(args.prime, lm.vocab)
+    prime = args.prime
+    if args.script is not None:
+        from rnnlab.text.script import converter
+
+        prime = converter(args.script, lm.script)(prime)  # as the model reads it
+    ids, unknown = lm.pipeline.encode_prompt(prime, lm.vocab)
     if unknown:
         only = " (the whole prime)" if len(unknown) == len(ids) else ""
         print(f"note: not in the vocabulary, read as <unk>{only}: "
@@ -181,7 +205,8 @@ def run_generate(args: argparse.Namespace) -> int:
     # Reads the prime at once: a model that cannot continue it fails before any output.
     pieces = lm.write(args.prime, length=args.length, temperature=args.temperature,
                       top_k=args.top_k, top_p=args.top_p, seed=args.seed, beam=args.beam,
-                      stop_at_eos=args.stop_at_eos, avoid_unk=args.no_unk)
+                      stop_at_eos=args.stop_at_eos, avoid_unk=args.no_unk, form=args.form,
+                      lines=args.lines, acrostic=args.acrostic, script=args.script)
     last = args.prime
     sys.stdout.write(args.prime)
     for piece in pieces:

@@ -24,10 +24,12 @@ from rnnlab.errors import RnnlabError
 from rnnlab.lm import evaluation
 from rnnlab.lm.checkpoint import load_weights, model_folder, read_config, save_model
 from rnnlab.lm.data import read_text
+from rnnlab.lm.forms import FormDecoder, make_form
 from rnnlab.lm.generate import sample_ids
 from rnnlab.lm.model import LanguageModel
 from rnnlab.lm.score import SentenceScore, TokenScore, check_logits, check_loss, score_ids
 from rnnlab.text.pipeline import TextPipeline
+from rnnlab.text.script import check_script, converter, model_script
 from rnnlab.text.vocab import EOS, Vocabulary
 
 DEFAULT_EVAL_COLUMNS = 10  # training's default eval_batch_size; used when a folder names none
@@ -74,6 +76,11 @@ class LM:
     def device(self) -> torch.device:
         """Where the model's parameters are."""
         return next(self.model.parameters()).device
+
+    @property
+    def script(self) -> str:
+        """"simplified" or "traditional": config.json's "script", else read from the vocabulary."""
+        return model_script(self.config, self.vocab.itos)
 
     @property
     def eval_batch_size(self) -> int:
@@ -133,18 +140,40 @@ class LM:
 
     def generate(self, prime: str = "", length: int = 100, temperature: float = 1.0,
                  top_k: int = 0, top_p: float = 1.0, seed: int | None = None, beam: int = 0,
-                 stop_at_eos: bool = False, avoid_unk: bool = False) -> Iterator[str]:
+                 stop_at_eos: bool = False, avoid_unk: bool = False, form: int | None = None,
+                 lines: int | None = None, acrostic: str | None = None,
+                 script: str | None = None) -> Iterator[str]:
         """Continue `prime` by up to `length` tokens, yielding each token as it is drawn.
 
         beam > 0 yields the most probable continuation instead (at the end). `stop_at_eos`
         ends at `</s>`; `avoid_unk` never emits `<unk>`; unknown prime words are read as
         `<unk>` (`pipeline.encode_prompt` tells which). The same seed gives the same text.
+        `form` (5 or 7 characters a line), `lines` (4 or 8) and `acrostic` (line i starts with
+        its i-th character) write one poem of that shape, the prime being its start, and end
+        after its last "。" (`length` does not apply); see rnnlab.lm.forms. `script`
+        ("simplified" or "traditional") is the script of the prime, the acrostic and the text
+        yielded, converted from and to the model's own (see rnnlab.text.script).
         """
+        to_model = from_model = None
+        if script is not None:
+            check_script(script)
+            own = self.script
+            to_model, from_model = converter(script, own), converter(own, script)
+            prime = to_model(prime)
+            acrostic = to_model(acrostic) if acrostic else acrostic
+        poem = make_form(form, lines, acrostic, beam)
+        decoder = None
+        if poem is not None:
+            decoder = FormDecoder(poem, self.vocab, self.pipeline)
+            decoder.read_prime(self.pipeline.tokenize(prime))
+            length = decoder.max_tokens()
         ids, _ = self.pipeline.encode_prompt(prime, self.vocab)
         eos_id = self.vocab.stoi.get(EOS) if stop_at_eos else None
         banned = self.vocab.unk_id if avoid_unk else None
         drawn = sample_ids(self.model, self.pipeline.start_ids(self.vocab) + ids, length,
-                           temperature, top_k, top_p, seed, beam, eos_id, banned)
+                           temperature, top_k, top_p, seed, beam, eos_id, banned, decoder)
+        if from_model is not None:
+            return (from_model(self.vocab.itos[i]) for i in drawn)
         return (self.vocab.itos[i] for i in drawn)
 
     def write(self, prime: str = "", **options) -> Iterator[str]:

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from rnnlab.cells import map_state
 from rnnlab.errors import RnnlabError
+from rnnlab.lm.forms import NO_BEAM, FormDecoder
 from rnnlab.lm.score import NOT_FINITE, check_logits, model_device
 
 
@@ -146,15 +147,19 @@ def beam_search(
 def sample_ids(
     model, context: list[int], length: int = 100, temperature: float = 1.0, top_k: int = 0,
     top_p: float = 1.0, seed: int | None = None, beam: int = 0, eos_id: int | None = None,
-    banned: int | None = None,
+    banned: int | None = None, constraint: FormDecoder | None = None,
 ) -> Iterator[int]:
     """Continue the ids `context` by up to `length` ids, yielding each as soon as it is drawn.
 
     beam > 0 yields the most probable continuation instead of a sample (at the end). Drawing
-    `eos_id` ends the text; `banned` is never drawn. The same seed gives the same ids. The
-    model is put in eval mode (no dropout).
+    `eos_id` ends the text; `banned` is never drawn. A `constraint` (rnnlab.lm.forms, already
+    past the context) masks every token that breaks its form before each draw and ends the
+    text when its poem is done; it does not go with beam search. The same seed gives the same
+    ids. The model is put in eval mode (no dropout).
     """
     check_options(length, temperature, top_k, top_p, beam)
+    if constraint is not None and beam:
+        raise RnnlabError(NO_BEAM)
     device = model_device(model)
     model.eval()
     # The context is read here, not in the generator, so that a model whose outputs overflow
@@ -164,11 +169,11 @@ def sample_ids(
     logits = out[-1, 0]
     check_logits(logits)
     return _generate(model, logits, state, length, temperature, top_k, top_p, seed, beam,
-                     eos_id, banned)
+                     eos_id, banned, constraint)
 
 
 def _generate(model, logits, state, length, temperature, top_k, top_p, seed, beam, eos_id,
-              banned):
+              banned, constraint=None):
     generator = torch.Generator()
     if seed is None:
         generator.seed()
@@ -184,13 +189,17 @@ def _generate(model, logits, state, length, temperature, top_k, top_p, seed, bea
         yield from best
         return
     logits = logits.cpu()
+    if constraint is not None and constraint.done:  # the context was a whole poem
+        return
     for _ in range(length):
         if banned is not None:
             logits = logits.clone()
             logits[banned] = -math.inf
+        if constraint is not None:
+            logits = constraint.mask(logits)
         token = sample_token(logits, generator, temperature, top_k, top_p)
         yield token
-        if token == eos_id:
+        if token == eos_id or (constraint is not None and constraint.advance(token)):
             return
         with torch.inference_mode():
             logits, state = model.step(torch.tensor([token], device=device), state)

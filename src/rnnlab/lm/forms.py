@@ -1,0 +1,168 @@
+"""Poems of a fixed form from a character-level model, by constrained decoding.
+
+A form is `chars` Han characters per line (5 or 7: 五言, 七言) and a number of lines (4 or 8:
+绝句, 律诗); each line ends with "，" if it is odd-numbered (1st, 3rd, ...) and "。" if it is
+even-numbered or the last one. An acrostic forces the first character of line i to be its i-th
+character, and its length sets the number of lines. Without `chars` a line holds 1 to
+`FREE_LINE_MAX` Han characters, the model choosing where it ends.
+
+Nothing is sampled and thrown away: before each draw every token that would break the form gets
+probability zero (its logit set to -inf), so a draw is always well formed. The form holds from
+the start of the text: a prime is the start of the first line and must fit the form. A poem ends
+after the last line's "。"; the line separator of the training text (a newline, which ends a
+poem in tang-poems) is never drawn inside one, and is not drawn after it either.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from rnnlab.errors import RnnlabError
+from rnnlab.text.pipeline import TextPipeline
+from rnnlab.text.vocab import Vocabulary
+
+FORM_CHARS = (5, 7)
+FORM_LINES = (4, 8)
+FREE_LINE_MAX = 9  # longer than any regular line, so that a free line still reads as verse
+COMMA, STOP = "，", "。"
+# CJK Unified Ideographs, extension A, compatibility ideographs and the supplementary planes'
+# extensions: every Han character a poem's vocabulary can hold.
+HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
+
+
+def is_han(token: str) -> bool:
+    """Whether `token` is one Han character."""
+    return len(token) == 1 and HAN.match(token) is not None
+
+
+@dataclass(frozen=True)
+class PoemForm:
+    """Characters per line (None: free, 1 to FREE_LINE_MAX), number of lines, acrostic."""
+
+    chars: int | None
+    lines: int
+    acrostic: str = ""
+
+    def punctuation(self, line: int) -> str:
+        """The mark that ends line `line` (from 0)."""
+        return STOP if line % 2 == 1 or line == self.lines - 1 else COMMA
+
+    def line_max(self) -> int:
+        """The most Han characters a line may hold."""
+        return self.chars or FREE_LINE_MAX
+
+
+NO_BEAM = "beam search does not take a poem form; sample instead (beam 0)"
+
+
+def make_form(form: int | None = None, lines: int | None = None, acrostic: str | None = None,
+              beam: int = 0) -> PoemForm | None:
+    """The PoemForm these settings ask for (None when none is set); RnnlabError if they clash."""
+    if form is None and lines is None and not acrostic:
+        return None
+    if beam:
+        raise RnnlabError(NO_BEAM)
+    if form is not None and form not in FORM_CHARS:
+        raise RnnlabError(f"form must be 5 or 7 characters a line, got {form}")
+    if lines is not None and lines not in FORM_LINES:
+        raise RnnlabError(f"lines must be 4 or 8, got {lines}")
+    if acrostic is not None and acrostic != "":
+        bad = [c for c in acrostic if not is_han(c)]
+        if bad:
+            raise RnnlabError(f"the acrostic must be Han characters only, not {''.join(bad)!r}")
+        if lines is not None and lines != len(acrostic):
+            raise RnnlabError(f"the acrostic {acrostic!r} has {len(acrostic)} characters, so "
+                              f"{len(acrostic)} lines, not {lines}")
+        return PoemForm(form, len(acrostic), acrostic)
+    return PoemForm(form, lines or 4)
+
+
+class FormDecoder:
+    """Which tokens may come next under a PoemForm, and the place in the poem so far."""
+
+    def __init__(self, form: PoemForm, vocab: Vocabulary, pipeline: TextPipeline) -> None:
+        if pipeline.level != "char":
+            raise RnnlabError(f"a poem form needs a character-level model; this one is "
+                              f"{pipeline.level}-level")
+        self.form, self.vocab = form, vocab
+        marks = sorted({form.punctuation(i) for i in range(form.lines)} - set(vocab.stoi))
+        if marks:
+            raise RnnlabError(f"the model's vocabulary has no {' '.join(marks)}, which this poem "
+                              f"needs")
+        unknown = [c for c in dict.fromkeys(form.acrostic) if c not in vocab.stoi]
+        if unknown:
+            raise RnnlabError(f"acrostic characters not in the model's vocabulary: {' '.join(unknown)}")
+        self.han = torch.tensor([i for i, t in enumerate(vocab.itos) if is_han(t)], dtype=torch.long)
+        if len(self.han) == 0:
+            raise RnnlabError("the model's vocabulary has no Han characters to write a poem with")
+        self.line, self.pos = 0, 0  # the line being written (from 0) and its characters so far
+
+    @property
+    def done(self) -> bool:
+        """Whether the last line has ended."""
+        return self.line == self.form.lines
+
+    def allowed(self) -> list[str] | None:
+        """The tokens allowed next when they are few (a forced character or mark), else None
+        for "any Han character" (with the line's mark too when `may_end`)."""
+        if self.pos == 0 and self.form.acrostic:
+            return [self.form.acrostic[self.line]]
+        if self.pos == self.form.line_max():
+            return [self.form.punctuation(self.line)]
+        return None
+
+    def may_end(self) -> bool:
+        """Whether the line may end here (a free line after its first character)."""
+        return self.form.chars is None and self.pos > 0
+
+    def allowed_ids(self) -> Tensor:
+        """Ids of every token that keeps the form."""
+        few = self.allowed()
+        if few is not None:
+            return torch.tensor([self.vocab.stoi[t] for t in few], dtype=torch.long)
+        if self.may_end():
+            mark = self.vocab.stoi[self.form.punctuation(self.line)]
+            return torch.cat([self.han, torch.tensor([mark])])
+        return self.han
+
+    def mask(self, logits: Tensor) -> Tensor:
+        """`logits` (V,) with every token that would break the form at -inf."""
+        masked = torch.full_like(logits, -torch.inf)
+        ids = self.allowed_ids().to(logits.device)
+        masked[ids] = logits[ids]
+        return masked
+
+    def feed(self, token: str) -> bool:
+        """Move past `token`; False (and no move) if it does not fit the form here."""
+        if self.done:
+            return False
+        few = self.allowed()
+        mark = self.form.punctuation(self.line)
+        if not (token in few if few is not None else is_han(token) or (token == mark and self.may_end())):
+            return False
+        if token == mark:
+            self.line, self.pos = self.line + 1, 0
+        else:
+            self.pos += 1
+        return True
+
+    def advance(self, token_id: int) -> bool:
+        """Move past a drawn token id (one `allowed_ids` gave); whether the poem is now done."""
+        self.feed(self.vocab.itos[token_id])
+        return self.done
+
+    def read_prime(self, prime_tokens: list[str]) -> None:
+        """Move past the prime's tokens, or raise RnnlabError at the first that breaks the form."""
+        for k, token in enumerate(prime_tokens):
+            if not self.feed(token):
+                where = "after the poem's end" if self.done else f"at line {self.line + 1}"
+                raise RnnlabError(f"the prime does not fit the form: {token!r} (character "
+                                  f"{k + 1}) {where}")
+
+    def max_tokens(self) -> int:
+        """The most tokens the rest of the poem can take."""
+        return (self.form.lines - self.line) * (self.form.line_max() + 1) - self.pos
