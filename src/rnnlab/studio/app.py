@@ -47,7 +47,7 @@ def create_app(models: dict[str, LM], vectors: dict[str, WordVectors] | None = N
     studio = _Studio(models, vectors or {}, runs or {}, jobs or Jobs())
     routes = [
         Route("/", studio.page),
-        Route("/api/models", studio.models),
+        Route("/api/models", studio.model_list),
         Route("/api/generate", studio.generate),
         Route("/api/score", studio.score),
         Route("/api/activations", studio.activations),
@@ -118,7 +118,7 @@ class _Studio:
     async def page(self, request: Request) -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
-    async def models(self, request: Request) -> JSONResponse:
+    async def model_list(self, request: Request) -> JSONResponse:
         return JSONResponse([
             {"name": name, "level": lm.pipeline.level, "mode": lm.pipeline.mode,
              "cell": lm.model.config["cell"], "layers": lm.model.config["num_layers"],
