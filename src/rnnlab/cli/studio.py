@@ -109,7 +109,10 @@ def run_studio(args: argparse.Namespace) -> None:
     if args.open:
         webbrowser.open(url)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    server.run(sockets=[sock])  # uvicorn handles Ctrl-C: it finishes open requests and returns
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # uvicorn has shut down already and passes Ctrl-C on: stopping is what it asked
     print("rnnlab studio: stopped")
 
 
