@@ -207,3 +207,23 @@ class LM:
                     layers[k].setdefault(name, []).append(value[0].float().cpu().numpy())
         return Activations([self.vocab.itos[i] for i in ids],
                            [{k: np.stack(v) for k, v in layer.items()} for layer in layers])
+
+    def memory(self, text: str, position: int) -> tuple[list[str], list[float]]:
+        """How much each earlier token still matters to the token at `position`: the tokens as
+        `activations` lists them (start token first) up to that position, and for each earlier
+        k the gradient norm ‖∂ log p(x_t | x_<t) / ∂ e_k‖ over its input embedding e_k."""
+        ids, _ = self.pipeline.encode_prompt(text, self.vocab)
+        ids = self.pipeline.start_ids(self.vocab) + ids
+        if not 1 <= position < len(ids):
+            raise RnnlabError(f"position must be between 1 and {len(ids) - 1} (the text's "
+                              f"tokens after the start token), got {position}")
+        self.model.eval()
+        with torch.enable_grad():
+            inputs = self.model.embedding.weight[ids[:position]].detach().requires_grad_()
+            out, _ = self.model.rnn(inputs.unsqueeze(1))
+            if self.model.projection is not None:
+                out = self.model.projection(out)
+            logp = torch.log_softmax(self.model.decoder(out[-1, 0]), -1)[ids[position]]
+            (grad,) = torch.autograd.grad(logp, inputs)
+        return ([self.vocab.itos[i] for i in ids[:position + 1]],
+                grad.norm(dim=-1).tolist())

@@ -1,0 +1,208 @@
+"""The studio's web application: the page, and a JSON API over models, vectors and runs.
+
+Everything is reached by the name it was given at start, never by a path: a request naming
+anything else is a 404. Inputs are bounded (text length, generation length, concurrent
+generations) so one request cannot take the machine; bad input is a 400 whose JSON `error`
+is the same one line the command line would print.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+import anyio
+import numpy as np
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from rnnlab.errors import RnnlabError
+from rnnlab.lm import LM
+from rnnlab.studio.generation import BusyError, Jobs, Options, events
+from rnnlab.studio.security import LOOPBACK_NAMES, Guard
+from rnnlab.word2vec.vectors import WordVectors
+
+STATIC = Path(__file__).parent / "static"
+MAX_TEXT_CHARS = 5000  # a page of text: every view answers it within seconds on a CPU
+MAX_LENGTH = 2000  # tokens one generation may ask for
+MAX_TOPN = 100
+MAX_MAP_WORDS = 200
+
+
+def create_app(models: dict[str, LM], vectors: dict[str, WordVectors] | None = None,
+               runs: dict[str, Path] | None = None, token: str | None = None,
+               allowed_hosts: Iterable[str] = LOOPBACK_NAMES, jobs: Jobs | None = None):
+    """The studio as an ASGI app serving these models, vectors and training runs by name.
+
+    `token`, when set, must come with every request (see rnnlab.studio.security);
+    `allowed_hosts` are the names the server answers to in the Host header.
+    """
+    studio = _Studio(models, vectors or {}, runs or {}, jobs or Jobs())
+    routes = [
+        Route("/", studio.page),
+        Route("/api/models", studio.model_list),
+        Route("/api/generate", studio.generate),
+        Route("/api/score", studio.score),
+        Route("/api/activations", studio.activations),
+        Route("/api/memory", studio.memory),
+        Route("/api/vectors/neighbours", studio.neighbours),
+        Route("/api/vectors/analogy", studio.analogy),
+        Route("/api/vectors/map", studio.word_map),
+        Route("/api/training", studio.training),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    app = Starlette(routes=routes, exception_handlers={
+        RnnlabError: lambda request, e: _error(400, str(e)),
+        HTTPException: lambda request, e: _error(e.status_code, e.detail),
+    })
+    return Guard(app, allowed_hosts, token)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _text(request: Request, name: str, required: bool = True) -> str:
+    value = request.query_params.get(name)
+    if value is None:
+        if required:
+            raise RnnlabError(f"'{name}' is missing")
+        return ""
+    if len(value) > MAX_TEXT_CHARS:
+        raise RnnlabError(f"'{name}' is longer than {MAX_TEXT_CHARS} characters")
+    return value
+
+
+def _number(request: Request, name: str, kind: type, default, low, high):
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise RnnlabError(f"'{name}' must be a number, got {raw!r}") from None
+    if not (math.isfinite(value) and low <= value <= high):
+        raise RnnlabError(f"'{name}' must be between {low} and {high}, got {raw}")
+    return value
+
+
+def _named(table: dict, request: Request, name: str, what: str):
+    key = request.query_params.get(name, "")
+    if key not in table:
+        raise HTTPException(404, f"no {what} named {key!r} in this studio")
+    return table[key]
+
+
+def _half(array: np.ndarray) -> dict:
+    """A (T, H) array as float16 bytes in base64: a fifth of its size as JSON numbers."""
+    data = np.ascontiguousarray(array, dtype="<f2").tobytes()
+    return {"shape": list(array.shape), "float16": base64.b64encode(data).decode("ascii")}
+
+
+class _Studio:
+    """The request handlers, over the tables of what this studio serves."""
+
+    def __init__(self, models, vectors, runs, jobs: Jobs) -> None:
+        self.models, self.vectors, self.runs, self.jobs = models, vectors, runs, jobs
+
+    def _model(self, request: Request) -> LM:
+        return _named(self.models, request, "model", "model")
+
+    async def page(self, request: Request) -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    async def model_list(self, request: Request) -> JSONResponse:
+        return JSONResponse([
+            {"name": name, "level": lm.pipeline.level, "mode": lm.pipeline.mode,
+             "cell": lm.model.config["cell"], "layers": lm.model.config["num_layers"],
+             "hidden_size": lm.model.config["hidden_size"], "vocab_size": len(lm.vocab)}
+            for name, lm in self.models.items()])
+
+    async def generate(self, request: Request):
+        lm = self._model(request)
+        options = Options(
+            _text(request, "prime", required=False),
+            _number(request, "length", int, 100, 0, MAX_LENGTH),
+            _number(request, "temperature", float, 1.0, 1e-3, 100.0),
+            _number(request, "top_k", int, 0, 0, len(lm.vocab)),
+            _number(request, "top_p", float, 1.0, 1e-6, 1.0),
+            _number(request, "seed", int, None, 0, 2**63 - 1))
+        options.check()
+        ids, _ = lm.pipeline.encode_prompt(options.prime, lm.vocab)
+        context = lm.pipeline.start_ids(lm.vocab) + ids
+        try:
+            self.jobs.reserve()
+        except BusyError:
+            return _error(503, "the studio is generating as much as it can; try again soon")
+        return StreamingResponse(events(lm, context, options, self.jobs, request),
+                                 media_type="text/event-stream",
+                                 headers={"cache-control": "no-store"})
+
+    async def score(self, request: Request) -> JSONResponse:
+        lm, text = self._model(request), _text(request, "text")
+        result = await anyio.to_thread.run_sync(lm.score, text)
+        return JSONResponse({
+            "rows": [{"token": r.token, "mapped": r.mapped, "prob": r.prob,
+                      "logprob": r.logprob, "unknown": r.unknown} for r in result.rows],
+            "logprob": result.logprob, "perplexity": result.perplexity, "oov": result.oov})
+
+    async def activations(self, request: Request) -> JSONResponse:
+        lm, text = self._model(request), _text(request, "text")
+        layer = _number(request, "layer", int, 0, 0, lm.model.config["num_layers"] - 1)
+        kind = request.query_params.get("kind")
+        acts = await anyio.to_thread.run_sync(lm.activations, text)
+        arrays = acts.layers[layer]
+        if kind is not None and kind not in arrays:
+            raise RnnlabError(f"'kind' must be one of {', '.join(arrays)}, got {kind!r}")
+        chosen = {kind: arrays[kind]} if kind else arrays
+        return JSONResponse({"tokens": acts.tokens, "layer": layer, "kinds": list(arrays),
+                             "arrays": {name: _half(a) for name, a in chosen.items()}})
+
+    async def memory(self, request: Request) -> JSONResponse:
+        lm, text = self._model(request), _text(request, "text")
+        position = _number(request, "position", int, 1, 1, MAX_TEXT_CHARS)
+        tokens, norms = await anyio.to_thread.run_sync(lm.memory, text, position)
+        return JSONResponse({"tokens": tokens, "position": position, "norms": norms})
+
+    def _vectors(self, request: Request) -> WordVectors:
+        return _named(self.vectors, request, "vectors", "word vectors")
+
+    async def neighbours(self, request: Request) -> JSONResponse:
+        wv, word = self._vectors(request), _text(request, "word")
+        topn = _number(request, "topn", int, 10, 1, MAX_TOPN)
+        return JSONResponse(wv.most_similar(word, topn=topn))
+
+    async def analogy(self, request: Request) -> JSONResponse:
+        wv = self._vectors(request)
+        a, b, c = (_text(request, name) for name in "abc")
+        topn = _number(request, "topn", int, 10, 1, MAX_TOPN)
+        return JSONResponse(wv.analogy(a, b, c, topn=topn))
+
+    async def word_map(self, request: Request) -> JSONResponse:
+        wv = self._vectors(request)
+        words = [w for w in _text(request, "words").split(",") if w]
+        if len(words) > MAX_MAP_WORDS:
+            raise RnnlabError(f"a map shows at most {MAX_MAP_WORDS} words, got {len(words)}")
+        coords, share = wv.pca(words)
+        return JSONResponse({"words": words, "points": coords.tolist(), "share": share.tolist()})
+
+    async def training(self, request: Request) -> JSONResponse:
+        run = _named(self.runs, request, "run", "training run")
+        metrics = run / "metrics.jsonl"
+        if not metrics.is_file():
+            return JSONResponse([])  # a run whose first epoch has not ended yet
+        lines = metrics.read_text(encoding="utf-8").splitlines()
+        try:
+            records = [json.loads(line) for line in lines if line.strip()]
+        except ValueError:
+            raise RnnlabError(f"{run.name}/metrics.jsonl is not JSON lines") from None
+        # A diverged epoch records NaN or Infinity, which JSON (and the browser) cannot read.
+        return JSONResponse([{k: None if isinstance(v, float) and not math.isfinite(v) else v
+                              for k, v in record.items()} for record in records])

@@ -1,0 +1,221 @@
+// The studio's page. Every piece of model output or user text reaches the page through
+// textContent (never innerHTML), so a vocabulary token that looks like HTML stays text.
+
+const $ = (id) => document.getElementById(id);
+const ROW = 14; // heat map row height in pixels, the same as the token labels' (style.css)
+let models = [];
+let source = null; // the running generation's EventSource
+
+function status(message, isError = false) {
+  $("status").textContent = message;
+  $("status").classList.toggle("error", isError);
+}
+
+async function api(path, params) {
+  const url = new URL(path, location.href);
+  for (const [key, value] of Object.entries(params)) url.searchParams.set(key, value);
+  const response = await fetch(url);
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error || response.statusText);
+  return body;
+}
+
+function cell(text, className) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (className) td.className = className;
+  return td;
+}
+
+function bar(fraction) {
+  const td = document.createElement("td");
+  td.className = "barcell";
+  const div = document.createElement("div");
+  div.className = "bar";
+  div.style.width = `${Math.max(0, Math.min(1, fraction)) * 100}%`;
+  td.append(div);
+  return td;
+}
+
+function currentModel() {
+  return models.find((m) => m.name === $("model").value);
+}
+
+function showModel() {
+  const m = currentModel();
+  if (!m) return;
+  $("model-info").textContent =
+    `${m.level} level, ${m.mode} mode, ${m.layers} × ${m.hidden_size} ${m.cell}, ${m.vocab_size} tokens`;
+  $("layer").replaceChildren(...Array.from({ length: m.layers }, (_, k) => new Option(String(k + 1), String(k))));
+}
+
+// -- Write ------------------------------------------------------------------------------------
+
+function shade(prob) {
+  // Probable tokens pale, surprising ones strong: the eye goes to where the model hesitated.
+  return `rgba(255, 140, 0, ${(0.08 + 0.7 * (1 - prob)).toFixed(3)})`;
+}
+
+function showDistribution(span, event) {
+  for (const other of document.querySelectorAll(".token.selected")) other.classList.remove("selected");
+  span.classList.add("selected");
+  const rows = event.top.map(([token, prob]) => {
+    const tr = document.createElement("tr");
+    if (token === event.token) tr.className = "chosen";
+    tr.append(cell(token), bar(prob), cell(prob.toFixed(3), "num"));
+    return tr;
+  });
+  $("top").replaceChildren(...rows);
+}
+
+function stop() {
+  if (source) source.close();
+  source = null;
+  $("start").disabled = false;
+  $("stop").disabled = true;
+}
+
+function start() {
+  stop();
+  const params = { model: $("model").value, prime: $("prime").value };
+  for (const name of ["length", "temperature", "top_k", "top_p", "seed"]) {
+    if ($(name).value !== "") params[name] = $(name).value;
+  }
+  const url = new URL("/api/generate", location.href);
+  for (const [key, value] of Object.entries(params)) url.searchParams.set(key, value);
+  const prime = document.createElement("span");
+  prime.className = "prime";
+  prime.textContent = params.prime;
+  $("output").replaceChildren(prime);
+  $("top").replaceChildren();
+  $("start").disabled = true;
+  $("stop").disabled = false;
+  status("generating…");
+  let count = 0;
+  source = new EventSource(url);
+  source.onmessage = (message) => {
+    const event = JSON.parse(message.data);
+    if (event.error) {
+      status(event.error, true);
+      stop();
+    } else if (event.done) {
+      status(`${event.tokens} tokens, seed ${event.seed}`);
+      stop();
+    } else {
+      const span = document.createElement("span");
+      span.className = "token";
+      span.textContent = event.piece;
+      span.title = `${event.token}  p = ${event.prob.toFixed(3)}`;
+      span.style.backgroundColor = shade(event.prob);
+      span.addEventListener("click", () => showDistribution(span, event));
+      $("output").append(span);
+      count += 1;
+    }
+  };
+  source.onerror = () => {
+    // The server refused (a bad setting or too busy) or went away.
+    status(count ? "the generation stopped: the server went away" : "the server refused this generation: check the settings", true);
+    stop();
+  };
+}
+
+// -- Read -------------------------------------------------------------------------------------
+
+function halfToFloat(h) {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exponent = (h >> 10) & 0x1f;
+  const fraction = h & 0x3ff;
+  if (exponent === 0) return sign * 2 ** -14 * (fraction / 1024);
+  if (exponent === 31) return fraction ? NaN : sign * Infinity;
+  return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
+}
+
+function decodeHalf(base64) {
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  return Float32Array.from(new Uint16Array(bytes.buffer), halfToFloat);
+}
+
+function colour(value, scale) {
+  // Diverging: blue below zero, red above, white at zero.
+  const x = Math.max(-1, Math.min(1, value / scale));
+  const fade = Math.round(255 * (1 - Math.abs(x)));
+  return x >= 0 ? `rgb(255, ${fade}, ${fade})` : `rgb(${fade}, ${fade}, 255)`;
+}
+
+async function read() {
+  const kind = $("kind").value;
+  status("reading…");
+  const result = await api("/api/activations", { model: $("model").value, text: $("read-text").value, layer: $("layer").value, kind });
+  const kinds = result.kinds.map((k) => new Option(k, k, false, k === kind));
+  $("kind").replaceChildren(...kinds);
+  const { shape, float16 } = result.arrays[kind];
+  const [T, H] = shape;
+  const values = decodeHalf(float16);
+  const scale = Math.max(1e-6, ...values.map(Math.abs));
+  const width = Math.max(3, Math.min(16, Math.floor(800 / H)));
+  const canvas = $("heat-canvas");
+  canvas.width = H * width;
+  canvas.height = T * ROW;
+  const context = canvas.getContext("2d");
+  for (let t = 0; t < T; t++) {
+    for (let u = 0; u < H; u++) {
+      context.fillStyle = colour(values[t * H + u], scale);
+      context.fillRect(u * width, t * ROW, width, ROW);
+    }
+  }
+  $("heat-tokens").replaceChildren(...result.tokens.map((token) => {
+    const li = document.createElement("li");
+    li.textContent = token === "\n" ? "⏎" : token;
+    return li;
+  }));
+  canvas.onmousemove = (e) => {
+    const t = Math.floor(e.offsetY / ROW), u = Math.floor(e.offsetX / width);
+    if (t < T && u < H) $("cell").textContent = `token ${t} “${result.tokens[t]}”, unit ${u}: ${kind} = ${values[t * H + u].toFixed(3)}`;
+  };
+  status(`${T} tokens × ${H} units of layer ${result.layer + 1}'s ${kind} (colour scale ±${scale.toFixed(2)})`);
+}
+
+// -- Score ------------------------------------------------------------------------------------
+
+async function score() {
+  const result = await api("/api/score", { model: $("model").value, text: $("score-text").value });
+  $("score-rows").replaceChildren(...result.rows.map((row) => {
+    const tr = document.createElement("tr");
+    if (row.unknown) tr.className = "unknown";
+    const label = row.unknown ? `${row.token} (unknown, read as ${row.mapped})` : row.token;
+    tr.append(cell(label === "\n" ? "⏎" : label), bar(row.prob), cell(row.prob.toFixed(4), "num"), cell(row.logprob.toFixed(2), "num"));
+    return tr;
+  }));
+  $("score-total").textContent =
+    `log P = ${result.logprob.toFixed(2)}, perplexity ${result.perplexity.toFixed(2)}, ${result.rows.length} tokens, ${result.oov} unknown`;
+  status("");
+}
+
+// -- Page -------------------------------------------------------------------------------------
+
+function showView(name) {
+  for (const view of document.querySelectorAll(".view")) view.hidden = view.id !== name;
+  for (const tab of document.querySelectorAll(".tab")) tab.classList.toggle("active", tab.dataset.view === name);
+}
+
+function guarded(action) {
+  return () => action().catch((error) => status(error.message, true));
+}
+
+async function init() {
+  models = await api("/api/models", {});
+  $("model").replaceChildren(...models.map((m) => new Option(m.name, m.name)));
+  if (!models.length) status("no models: start the studio with a model folder", true);
+  showModel();
+  $("model").addEventListener("change", showModel);
+  for (const tab of document.querySelectorAll(".tab")) tab.addEventListener("click", () => showView(tab.dataset.view));
+  $("start").addEventListener("click", start);
+  $("stop").addEventListener("click", () => { stop(); status("stopped"); });
+  $("read-go").addEventListener("click", guarded(read));
+  $("kind").addEventListener("change", guarded(read));
+  $("layer").addEventListener("change", guarded(read));
+  $("score-go").addEventListener("click", guarded(score));
+  showView("write");
+}
+
+guarded(init)();

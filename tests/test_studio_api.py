@@ -1,0 +1,362 @@
+"""The studio's API in-process: every endpoint, bad input, limits, names and the guard."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("starlette", reason="the studio extra (starlette) is not installed")
+pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx")
+from starlette.testclient import TestClient  # noqa: E402
+
+from rnnlab.cli import main  # noqa: E402
+from rnnlab.lm import LM, LanguageModel, TextPipeline  # noqa: E402
+from rnnlab.studio.app import MAX_LENGTH, MAX_TEXT_CHARS, create_app  # noqa: E402
+from rnnlab.studio.generation import Jobs  # noqa: E402
+from rnnlab.text.vocab import Vocabulary  # noqa: E402
+from rnnlab.word2vec.vectors import WordVectors  # noqa: E402
+
+WORDS = ["the", "cat", "sat", "on", "mat", "<img src=x onerror=alert(1)>"]
+
+
+def tiny_lm(words=WORDS, level="word", hidden=8, layers=1, seed=0) -> LM:
+    """An untrained model over `words`: enough to exercise every path."""
+    pipeline = TextPipeline(level, "stream")
+    vocab = Vocabulary(list(pipeline.specials) + words, specials=pipeline.specials)
+    torch.manual_seed(seed)
+    model = LanguageModel(len(vocab), hidden, hidden, layers).eval()
+    return LM(model, vocab, pipeline)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("studio")
+    tiny_lm().save(root / "words")
+    tiny_lm(["\n", *"我爱北京天安门𠀋"], level="char", layers=2).save(root / "zh")
+    run = root / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(
+        '{"epoch": 1, "valid_ppl": 12.5}\n{"epoch": 2, "valid_ppl": NaN}\n')
+    rng = np.random.default_rng(0)
+    vectors = WordVectors(["king", "queen", "man", "woman", "apple"],
+                          rng.normal(size=(5, 4)).astype(np.float32))
+    vectors.save(root / "vectors.txt")
+    return root
+
+
+@pytest.fixture(scope="module")
+def app(folders):
+    models = {"words": LM.load(folders / "words"), "zh": LM.load(folders / "zh")}
+    vectors = {"vec": WordVectors.load(folders / "vectors.txt")}
+    return create_app(models, vectors, {"run": folders / "run"})
+
+
+@pytest.fixture
+def client(app):
+    return TestClient(app, base_url="http://127.0.0.1:8000")
+
+
+def stream_events(response) -> list[dict]:
+    return [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+
+
+def test_page_and_static_files_are_served_with_security_headers(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert '<script type="module" src="/static/app.js">' in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    script = client.get("/static/app.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    # Data reaches the page through textContent only.
+    assert ".innerHTML" not in script.text and "insertAdjacentHTML" not in script.text
+    assert client.get("/api/models").headers["content-security-policy"]
+
+
+def test_models_lists_each_model_by_name(client):
+    listed = {m["name"]: m for m in client.get("/api/models").json()}
+    assert listed["words"] == {"name": "words", "level": "word", "mode": "stream", "cell": "lstm",
+                               "layers": 1, "hidden_size": 8, "vocab_size": len(WORDS) + 2}
+    assert listed["zh"]["layers"] == 2 and listed["zh"]["level"] == "char"
+
+
+def test_generate_streams_one_event_per_token_then_done(client):
+    response = client.get("/api/generate", params={"model": "words", "prime": "the cat",
+                                                   "length": 7, "seed": 3, "top_k": 4})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = stream_events(response)
+    tokens, done = events[:-1], events[-1]
+    assert len(tokens) == 7 and done == {"done": True, "tokens": 7, "seed": 3}
+    for event in tokens:
+        assert len(event["top"]) == 4  # top-k 4: the distribution it was drawn from
+        assert event["token"] in dict(event["top"])
+        assert event["prob"] == pytest.approx(dict(event["top"])[event["token"]])
+        assert sum(p for _, p in event["top"]) == pytest.approx(1, abs=1e-3)
+    again = stream_events(client.get("/api/generate", params={
+        "model": "words", "prime": "the cat", "length": 7, "seed": 3, "top_k": 4}))
+    assert [e["token"] for e in again[:-1]] == [e["token"] for e in tokens]
+
+
+def test_generated_tokens_match_the_library_sampler(client, folders):
+    lm = LM.load(folders / "words")
+    events = stream_events(client.get("/api/generate", params={
+        "model": "words", "prime": "the", "length": 12, "seed": 5, "temperature": 0.7}))
+    assert [e["token"] for e in events[:-1]] == list(lm.generate("the", 12, 0.7, seed=5))
+    assert "".join(e["piece"] for e in events[:-1]) == "".join(
+        lm.write("the", length=12, temperature=0.7, seed=5))
+
+
+def test_score_rows_total_and_unknown_tokens(client, folders):
+    body = client.get("/api/score", params={"model": "words", "text": "the zebra sat"}).json()
+    expected = LM.load(folders / "words").score("the zebra sat")
+    assert [r["token"] for r in body["rows"]] == ["the", "zebra", "sat", "</s>"]
+    assert [r["unknown"] for r in body["rows"]] == [False, True, False, False]
+    assert body["oov"] == 1 and body["perplexity"] == pytest.approx(expected.perplexity)
+    assert body["logprob"] == pytest.approx(expected.logprob)
+
+
+def decode(array: dict) -> np.ndarray:
+    data = np.frombuffer(base64.b64decode(array["float16"]), dtype="<f2")
+    return data.reshape(array["shape"]).astype(np.float32)
+
+
+def test_activations_return_one_layer_as_float16(client, folders):
+    text = "我爱北京𠀋"
+    body = client.get("/api/activations", params={"model": "zh", "text": text, "layer": 1}).json()
+    acts = LM.load(folders / "zh").activations(text)
+    assert body["tokens"] == acts.tokens == ["\n", *text]
+    assert body["layer"] == 1 and set(body["arrays"]) == set(acts.layers[1]) == {"h", "C", "i", "f", "o"}
+    for name, array in body["arrays"].items():
+        np.testing.assert_allclose(decode(array), acts.layers[1][name], atol=2e-3)
+    only_h = client.get("/api/activations", params={"model": "zh", "text": text, "kind": "h"}).json()
+    assert list(only_h["arrays"]) == ["h"] and set(only_h["kinds"]) == {"h", "C", "i", "f", "o"}
+
+
+def test_activations_of_a_thousand_tokens_stay_well_under_a_megabyte(tmp_path):
+    lm = tiny_lm(hidden=200)
+    client = TestClient(create_app({"big": lm}), base_url="http://127.0.0.1")
+    text = " ".join(["the cat sat on the mat"] * 167)[:MAX_TEXT_CHARS]
+    response = client.get("/api/activations", params={"model": "big", "text": text, "kind": "h"})
+    assert len(response.json()["tokens"]) > 1000 and len(response.content) < 700_000
+
+
+def test_memory_is_the_gradient_of_the_log_probability(client, folders):
+    lm = LM.load(folders / "words")
+    body = client.get("/api/memory", params={"model": "words", "text": "the cat sat on",
+                                             "position": 3}).json()
+    assert body["tokens"] == ["</s>", "the", "cat", "sat"] and len(body["norms"]) == 3
+    # Finite differences along the gradient of e_1 ("the") give back its norm.
+    ids = [lm.vocab.stoi[t] for t in body["tokens"]]
+
+    def logp(shift: torch.Tensor) -> float:
+        x = lm.model.embedding.weight[ids[:3]].detach().clone()
+        x[1] += shift
+        with torch.no_grad():
+            out, _ = lm.model.rnn(x.unsqueeze(1).double().float())
+            return float(torch.log_softmax(lm.model.decoder(out[-1, 0]), -1)[ids[3]])
+
+    x = lm.model.embedding.weight[ids[:3]].detach().clone().requires_grad_()
+    out, _ = lm.model.rnn(x.unsqueeze(1))
+    (grad,) = torch.autograd.grad(torch.log_softmax(lm.model.decoder(out[-1, 0]), -1)[ids[3]], x)
+    unit, eps = grad[1] / grad[1].norm(), 1e-2
+    slope = (logp(eps * unit) - logp(-eps * unit)) / (2 * eps)
+    assert body["norms"][1] == pytest.approx(slope, rel=0.05)
+    assert min(body["norms"]) > 0
+
+
+def test_vectors_neighbours_analogy_and_map(client, folders):
+    wv = WordVectors.load(folders / "vectors.txt")
+    near = client.get("/api/vectors/neighbours", params={"vectors": "vec", "word": "king", "topn": 2})
+    assert near.json() == [list(p) for p in wv.most_similar("king", topn=2)]
+    analogy = client.get("/api/vectors/analogy", params={"vectors": "vec", "a": "man", "b": "king",
+                                                         "c": "woman", "topn": 1}).json()
+    assert analogy == [list(p) for p in wv.analogy("man", "king", "woman", topn=1)]
+    word_map = client.get("/api/vectors/map", params={"vectors": "vec", "words": "king,queen,man"}).json()
+    assert word_map["words"] == ["king", "queen", "man"] and len(word_map["points"]) == 3
+    unknown = client.get("/api/vectors/neighbours", params={"vectors": "vec", "word": "zebra"})
+    assert unknown.status_code == 400 and "zebra" in unknown.json()["error"]
+
+
+def test_training_returns_the_runs_records_with_nan_as_null(client):
+    assert client.get("/api/training", params={"run": "run"}).json() == [
+        {"epoch": 1, "valid_ppl": 12.5}, {"epoch": 2, "valid_ppl": None}]
+
+
+@pytest.mark.parametrize("path, params", [
+    ("/api/score", {"text": "the"}),
+    ("/api/generate", {"length": 2}),
+    ("/api/activations", {"text": "the"}),
+    ("/api/memory", {"text": "the cat", "position": 1}),
+])
+@pytest.mark.parametrize("name", ["nope", "../words", "/tmp/words", "..%2Fwords", "words/", ""])
+def test_names_outside_the_tables_are_404(client, folders, path, params, name):
+    response = client.get(path, params={"model": name, **params})
+    assert response.status_code == 404 and "no model named" in response.json()["error"]
+
+
+@pytest.mark.parametrize("path, key", [("/api/vectors/neighbours?word=king", "vectors"),
+                                       ("/api/training?", "run")])
+def test_vectors_and_runs_by_path_are_404(client, folders, path, key):
+    for name in ["../vectors.txt", str(folders / "vectors.txt"), str(folders / "run"), "run/.."]:
+        response = client.get(f"{path}&{key}={name}")
+        assert response.status_code == 404, name
+
+
+@pytest.mark.parametrize("path", ["/static/../app.py", "/static/%2e%2e/app.py",
+                                  "/static/..%2f..%2fapp.py", "/static//etc/passwd", "/etc/passwd"])
+def test_traversal_out_of_the_static_folder_is_404(client, path):
+    response = client.get(path)
+    assert response.status_code == 404 and "create_app" not in response.text
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"length": MAX_LENGTH + 1}, "'length' must be between"),
+    ({"length": "ten"}, "'length' must be a number"),
+    ({"temperature": 0}, "'temperature' must be between"),
+    ({"temperature": "nan"}, "'temperature' must be between"),
+    ({"top_p": 1.5}, "'top_p' must be between"),
+    ({"top_k": -1}, "'top_k' must be between"),
+    ({"prime": "x" * (MAX_TEXT_CHARS + 1)}, "longer than"),
+])
+def test_bad_generation_settings_are_one_line_400s(client, params, message):
+    response = client.get("/api/generate", params={"model": "words", **params})
+    assert response.status_code == 400 and message in response.json()["error"]
+
+
+@pytest.mark.parametrize("path, params, message", [
+    ("/api/score", {}, "'text' is missing"),
+    ("/api/score", {"text": " "}, "nothing to score"),
+    ("/api/activations", {"text": "the", "layer": 1}, "'layer' must be between 0 and 0"),
+    ("/api/activations", {"text": "the", "kind": "z"}, "'kind' must be one of h, C"),
+    ("/api/memory", {"text": "the cat", "position": 3}, "position must be between 1 and 2"),
+])
+def test_bad_view_requests_are_one_line_400s(client, path, params, message):
+    response = client.get(path, params={"model": "words", **params})
+    assert response.status_code == 400 and message in response.json()["error"]
+
+
+def test_generation_beyond_the_running_and_waiting_places_is_503(folders):
+    jobs = Jobs(running=16, waiting=2)
+    client = TestClient(create_app({"words": LM.load(folders / "words")}, jobs=jobs),
+                        base_url="http://127.0.0.1")
+    for _ in range(18):
+        jobs.reserve()  # as 18 open streams would
+    refused = client.get("/api/generate", params={"model": "words", "length": 1})
+    assert refused.status_code == 503 and "try again" in refused.json()["error"]
+    jobs.release()
+    admitted = client.get("/api/generate", params={"model": "words", "length": 1})
+    assert admitted.status_code == 200 and stream_events(admitted)[-1]["done"]
+    assert jobs.admitted == 17  # the finished stream gave its place back
+
+
+def test_sixteen_generations_run_at_once(folders):
+    lm = LM.load(folders / "words")
+    client = TestClient(create_app({"words": lm}), base_url="http://127.0.0.1")
+    with client:
+        streams = [client.stream("GET", "/api/generate", params={"model": "words", "length": 3})
+                   for _ in range(16)]
+        responses = [s.__enter__() for s in streams]
+        assert [r.status_code for r in responses] == [200] * 16
+        for stream, response in zip(streams, responses):
+            assert stream_events(type("R", (), {"text": response.read().decode()})())[-1]["done"]
+            stream.__exit__(None, None, None)
+
+
+def test_a_client_that_disconnects_stops_its_generation(folders):
+    """Driven as ASGI directly: the client goes away after 3 events of 500."""
+    lm = LM.load(folders / "words")
+    steps = []
+    original = lm.step
+    lm.step = lambda token, state: (steps.append(token), original(token, state))[1]
+    app = create_app({"words": lm})
+    sent, gone = [], asyncio.Event()
+
+    async def receive():
+        if not sent:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+        if message["type"] == "http.response.body" and len(sent) > 3:
+            gone.set()
+
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"},
+             "http_version": "1.1", "method": "GET", "scheme": "http", "path": "/api/generate",
+             "raw_path": b"/api/generate", "root_path": "",
+             "query_string": b"model=words&length=500&seed=1",
+             "headers": [(b"host", b"127.0.0.1:8000")], "client": ("127.0.0.1", 5000),
+             "server": ("127.0.0.1", 8000)}
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 30))
+    bodies = [m for m in sent if m["type"] == "http.response.body" and m.get("body")]
+    assert sent[0]["status"] == 200 and 3 <= len(bodies) <= 5
+    assert len(steps) <= 5  # not 500
+
+
+# -- the guard ---------------------------------------------------------------------------------
+
+
+def test_a_foreign_host_header_is_refused(client):
+    for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example"):
+        response = client.get("/api/models", headers={"host": host})
+        assert response.status_code == 403 and "Host" in response.json()["error"]
+    for host in ("localhost:8000", "127.0.0.1", "[::1]:8000"):
+        assert client.get("/api/models", headers={"host": host}).status_code == 200
+
+
+def test_a_foreign_origin_is_refused_and_the_own_origin_admitted(client):
+    foreign = client.get("/api/generate", params={"model": "words", "length": 1},
+                         headers={"origin": "http://evil.example"})
+    assert foreign.status_code == 403 and "other sites" in foreign.json()["error"]
+    assert foreign.headers["content-security-policy"]
+    own = client.get("/api/generate", params={"model": "words", "length": 1},
+                     headers={"origin": "http://127.0.0.1:8000"})
+    assert own.status_code == 200
+    assert client.post("/api/models").status_code == 405
+
+
+def test_with_a_token_every_request_must_carry_it(folders):
+    app = create_app({"words": LM.load(folders / "words")}, token="s3cret",
+                     allowed_hosts=["127.0.0.1", "studio.lan"])
+    client = TestClient(app, base_url="http://studio.lan:8000")
+    for path in ("/", "/api/models", "/static/app.js", "/api/models?token=wrong"):
+        response = client.get(path)
+        assert response.status_code == 401 and "token" in response.json()["error"], path
+    assert client.get("/api/models", headers={"authorization": "token s3cret"}).status_code == 200
+    page = client.get("/?token=s3cret")
+    assert page.status_code == 200 and "HttpOnly" in page.headers["set-cookie"]
+    # The page's own requests then carry the cookie.
+    assert client.get("/static/app.js").status_code == 200
+    assert TestClient(app, base_url="http://evil.example").get("/?token=s3cret").status_code == 403
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+def test_studio_command_refuses_before_serving(folders, capsys):
+    assert main(["studio"]) == 2
+    assert "model folder" in capsys.readouterr().err
+    assert main(["studio", str(folders / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing" in err
+    assert main(["studio", str(folders / "words"), "--run", str(folders / "words")]) == 2
+    assert "not a training run" in capsys.readouterr().err
+    assert main(["studio", str(folders / "words"), "--host", "0.0.0.0"]) == 2
+    assert "--allow-remote" in capsys.readouterr().err
+    assert main(["studio", str(folders / "words"), "--vectors", str(folders / "nope.bin")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_studio_command_without_the_extra_says_what_to_install(folders, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    assert main(["studio", str(folders / "words")]) == 2
+    assert "pip install 'rnnlab[studio]'" in capsys.readouterr().err
