@@ -54,8 +54,7 @@ MODELS = {
         "a character LSTM (2 x 256) of the complete Tang poems, in traditional characters",
         {"corpus": "tang-poems", "licence": "MIT (chinese-poetry 2.0.1); the poems are public "
                                             "domain", "split": "rnnlab data's tang-poems splits"},
-        dict(CHAR, layers=2, hidden_size=256, embed_size=128, dropout=0.1, lr=2e-3, bptt=64,
-             max_vocab=6000),
+        dict(CHAR, layers=2, hidden_size=256, embed_size=128, dropout=0.1, lr=2e-3, bptt=64),
         25),
     "wikitext2": (
         "a word LSTM (2 x 200, tied) of WikiText-2",
@@ -68,11 +67,21 @@ MODELS = {
 VECTORS = ("wikitext2-vectors", "100-d skip-gram word vectors of WikiText-2 (20,000 words)")
 
 
-def texts(card: dict) -> dict:
-    """The train (and valid/test) files of a model's corpus."""
+def texts(card: dict, work: Path) -> dict:
+    """The train (and valid/test) files of a model's corpus, through a mirror of ../shared/data
+    laid out as `rnnlab data` expects (links, not copies)."""
     if card["corpus"] == "tinyshakespeare":
         return {"train": SHAKESPEARE}
-    return corpus_files(card["corpus"], SHARED)
+    mirror = work / "mirror"
+    links = {"wikitext-2": SHARED / "wikitext-2",
+             "tang-poems": SHARED / "chinese-poetry"}
+    for name, target in links.items():
+        (mirror / name).mkdir(parents=True, exist_ok=True)
+        for f in target.iterdir():
+            link = mirror / name / f.name
+            if not link.exists():
+                link.symlink_to(f)
+    return corpus_files(card["corpus"], mirror)
 
 
 def write_folder(dest: Path, kind: str, save, card: dict, readme: str) -> None:
@@ -104,7 +113,7 @@ def readme(name: str, card: dict) -> str:
 def build_lm(name: str, dest: Path, work: Path, minutes: float | None) -> dict:
     """Train, halve, measure and write one language model; return its card."""
     summary, data, settings, budget = MODELS[name]
-    files = texts(data)
+    files = texts(data, work)
     extra = {k: str(files[k]) for k in ("valid", "test") if k in files}
     start = time.perf_counter()
     train_language_model(files["train"], work / name, overwrite=True,
@@ -135,14 +144,14 @@ def build_lm(name: str, dest: Path, work: Path, minutes: float | None) -> dict:
     return card
 
 
-def build_vectors(dest: Path) -> dict:
+def build_vectors(dest: Path, work: Path) -> dict:
     """Word vectors of WikiText-2 train, capped at 20,000 words, with their evaluation."""
     from rnnlab.text.pipeline import TextPipeline
     from rnnlab.word2vec import Word2Vec
     from rnnlab.word2vec.evaluate import evaluate_analogies, evaluate_similarity
 
     name, summary = VECTORS
-    files = texts({"corpus": "wikitext-2"})
+    files = texts({"corpus": "wikitext-2"}, work)
     sentences = [t[:-1] for t in TextPipeline().token_lines(read_text(files["train"]))]
     start = time.perf_counter()
     model = Word2Vec(sentences, vector_size=100, max_vocab_size=20000, min_count=5,
@@ -180,7 +189,7 @@ def main() -> None:
     for name in names:
         if name not in MODELS and name != VECTORS[0]:
             sys.exit(f"unknown model {name!r}")
-        card = build_vectors(args.dest) if name == VECTORS[0] else \
+        card = build_vectors(args.dest, args.work) if name == VECTORS[0] else \
             build_lm(name, args.dest, args.work, args.minutes)
         print(json.dumps({k: card[k] for k in ("name", "figures", "training_seconds")},
                          ensure_ascii=False), flush=True)
