@@ -110,15 +110,16 @@ def readme(name: str, card: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_lm(name: str, dest: Path, work: Path, minutes: float | None) -> dict:
-    """Train, halve, measure and write one language model; return its card."""
+def build_lm(name: str, dest: Path, work: Path, minutes: float | None, reuse: bool) -> dict:
+    """Train (or `reuse` the run in WORK), halve, measure and write one language model."""
     summary, data, settings, budget = MODELS[name]
     files = texts(data, work)
     extra = {k: str(files[k]) for k in ("valid", "test") if k in files}
-    start = time.perf_counter()
-    train_language_model(files["train"], work / name, overwrite=True,
-                         max_minutes=minutes or budget, **settings, **extra)
-    seconds = time.perf_counter() - start
+    if not reuse:
+        train_language_model(files["train"], work / name, overwrite=True,
+                             max_minutes=minutes or budget, **settings, **extra)
+    state = json.loads((work / name / "last" / "training.json").read_text())
+    seconds = sum(r["seconds"] for r in state["history"]) + state["epoch_seconds"]
     lm = LM.load(work / name)  # the best weights
     lm.model.half()
     # Loaded back as users load it: a float32 model holding the float16 values.
@@ -129,7 +130,7 @@ def build_lm(name: str, dest: Path, work: Path, minutes: float | None) -> dict:
         _, held_out["valid"], held_out["test"] = split_lines(lines, *settings["split"])
     figures = {}
     for split in ("valid", "test"):
-        if len(held_out.get(split) or []):
+        if held_out.get(split):  # a file, or the lines cut from the training file
             r = shipped.evaluate(held_out[split])
             key = "bits/char" if lm.pipeline.level == "char" else "perplexity"
             figures[f"{split} {key}"] = round(r.get("bits_per_char", r["perplexity"]), 3)
@@ -183,6 +184,8 @@ def main() -> None:
                         help="training folders (outside the repository)")
     parser.add_argument("--minutes", type=float, help="override every training budget")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reuse", action="store_true",
+                        help="ship the finished training runs in --work instead of training again")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     names = [*MODELS, VECTORS[0]] if args.names == ["all"] else args.names
@@ -190,7 +193,7 @@ def main() -> None:
         if name not in MODELS and name != VECTORS[0]:
             sys.exit(f"unknown model {name!r}")
         card = build_vectors(args.dest, args.work) if name == VECTORS[0] else \
-            build_lm(name, args.dest, args.work, args.minutes)
+            build_lm(name, args.dest, args.work, args.minutes, args.reuse)
         print(json.dumps({k: card[k] for k in ("name", "figures", "training_seconds")},
                          ensure_ascii=False), flush=True)
 

@@ -21,6 +21,8 @@ def made(tmp_path_factory):
     (d / "t.txt").write_text("\n".join(lines) + "\n")
     assert main(["train", str(d / "t.txt"), "-o", str(d / "run"), "--epochs", "1", "--hidden-size",
                  "8", "--layers", "1", "--batch-size", "4", "--bptt", "5", "--quiet"]) == 0
+    assert main(["embed", str(d / "t.txt"), "-o", str(d / "v.bin"), "--embed-size", "6",
+                 "--min-count", "1", "--quiet"]) == 0
     return d
 
 
@@ -33,7 +35,8 @@ def options(command: str) -> set[str]:
 def test_every_torch_command_takes_threads_and_device():
     for command in ("train", "evaluate", "score", "generate", "gradflow"):
         assert {"--threads", "--device"} <= options(command), command
-    assert "--threads" in options("embed") and "--device" not in options("embed")
+    for command in ("embed", "similar", "analogy", "vectors-eval", "vectors-plot"):
+        assert "--threads" in options(command) and "--device" not in options(command), command
 
 
 def test_one_name_per_idea_old_spellings_kept():
@@ -50,7 +53,8 @@ def test_one_name_per_idea_old_spellings_kept():
 
 
 @pytest.mark.parametrize("argv", [["evaluate", "{run}", "{t}"], ["score", "{run}", "the cat"],
-                                  ["generate", "{run}"], ["gradflow", "-o", "{d}/g.png"]])
+                                  ["generate", "{run}"], ["gradflow", "-o", "{d}/g.png"],
+                                  ["similar", "{d}/v.bin", "cat"]])
 def test_threads_below_one_read_the_same_everywhere(made, capsys, argv):
     args = [a.format(run=made / "run", t=made / "t.txt", d=made) for a in argv]
     assert main([*args, "--threads", "0"]) == 2
@@ -84,3 +88,12 @@ def test_gradflow_names_the_text_a_model_reads(made, tmp_path, capsys):
     assert "tokens of 'the meaning of a word" in capsys.readouterr().out
     assert main(["gradflow", "--text", "the cat", "-o", str(tmp_path / "h.png")]) == 2
     assert "give --model too" in capsys.readouterr().err
+
+
+def test_vector_queries_run_on_the_threads_asked_for(made, capsys):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    with threadpool_limits(limits=None):  # puts the pools back as they were afterwards
+        assert main(["similar", str(made / "v.bin"), "cat", "--threads", "1"]) == 0
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info())
+    assert capsys.readouterr().out.split()[0] != "cat"  # its neighbours, not itself

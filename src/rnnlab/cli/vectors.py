@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from rnnlab.cli._options import add_overwrite
+from rnnlab.cli._options import THREADS_HELP, add_overwrite, check_at_least
+from rnnlab.cli._progress import bar
 from rnnlab.errors import RnnlabError
 from rnnlab.outputs import check_output, plot_format
 from rnnlab.ready import resolve
@@ -25,9 +26,16 @@ VECTORS_HELP = (
 def _add_vectors_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("vectors", metavar="VECTORS", help=VECTORS_HELP)
     p.add_argument("--limit", type=int, default=None, help="load only the first N (most frequent) words")
+    p.add_argument("--threads", type=int, default=None,
+                   help=f"{THREADS_HELP} for NumPy's matrix products (default: all cores)")
 
 
 def _load(args: argparse.Namespace) -> WordVectors:
+    check_at_least("--threads", args.threads)
+    if args.threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=args.threads)  # for the rest of this command
     for name in ("limit", "topn", "restrict_vocab"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
@@ -80,7 +88,9 @@ def run_eval(args: argparse.Namespace) -> None:
     wv = _load(args)
     case_insensitive = not args.case_sensitive
     if analogies is not None:
-        result = evaluate_analogies(wv, analogies, args.restrict_vocab, case_insensitive)
+        with bar(None, "analogies", unit="question") as shown:
+            result = evaluate_analogies(wv, analogies, args.restrict_vocab, case_insensitive,
+                                        progress=lambda done: shown.update(done - shown.n))
         print(f"analogies: {analogies} (restricted to the {args.restrict_vocab} most frequent words)")
         print(result.summary())
     for path in similarity or []:

@@ -14,7 +14,7 @@ their average rank) and Pearson's correlation between the human scores and the c
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,8 +133,10 @@ def evaluate_analogies(
     restrict_vocab: int = 30000,
     case_insensitive: bool = True,
     batch_size: int = 256,
+    progress: Callable[[int], None] | None = None,
 ) -> AnalogyResult:
-    """Accuracy of 3CosAdd on an analogy file, per section and in total (as gensim scores it)."""
+    """Accuracy of 3CosAdd on an analogy file, per section and in total (as gensim scores it);
+    `progress` hears how many questions have been answered so far."""
     known = _known_words(wv, restrict_vocab, case_insensitive)
     unit = wv.get_normed_vectors()[:restrict_vocab]
     # canon[i]: the row that stands for row i's (case-folded) word; a prediction of any
@@ -164,6 +166,8 @@ def evaluate_analogies(
                 scores[:, variants] = np.where(drop, -np.inf, scores[:, variants])
             section.correct += int(np.sum(canon[np.argmax(scores, axis=1)] == d))
             section.total += len(a)
+            if progress:
+                progress(result.total)
     return result
 
 
