@@ -61,3 +61,16 @@ def test_commands_take_a_ready_made_name(shipped, tmp_path, monkeypatch, capsys)
     assert main(["score", "tiny", "ab"]) == 2
     err = capsys.readouterr().err
     assert "not the ready-made model" in err and "rnnlab score: error:" in err
+
+
+def test_the_shipped_models_load_write_and_stay_small():
+    models = {m.name: m for m in ready.ready_models()}
+    assert {"shakespeare", "shakespeare-rnn", "tang"} <= set(models)
+    assert sum(m.size for m in models.values()) <= 40 * 2**20
+    for m in models.values():
+        assert m.card["figures"] and m.card["data"]["licence"] and m.card["sample"]["text"]
+        lm = LM.load(m.path)
+        assert len("".join(lm.write("", length=20, seed=1))) > 0
+    tang = LM.load(models["tang"].path)
+    poem = "".join(tang.write("", form=5, lines=4, seed=1))
+    assert len(poem) == 24 and poem.endswith("。")
