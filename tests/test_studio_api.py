@@ -340,7 +340,10 @@ def test_with_a_token_every_request_must_carry_it(folders):
 # -- the command -------------------------------------------------------------------------------
 
 
-def test_studio_command_refuses_before_serving(folders, capsys):
+def test_studio_command_refuses_before_serving(folders, capsys, monkeypatch):
+    from rnnlab import ready
+
+    monkeypatch.setattr(ready, "READY_DIR", folders / "no-ready-models")
     assert main(["studio"]) == 2
     assert "model folder" in capsys.readouterr().err
     assert main(["studio", str(folders / "missing")]) == 2
@@ -360,3 +363,12 @@ def test_studio_command_without_the_extra_says_what_to_install(folders, capsys, 
     monkeypatch.setitem(sys.modules, "uvicorn", None)
     assert main(["studio", str(folders / "words")]) == 2
     assert "pip install 'rnnlab[studio]'" in capsys.readouterr().err
+
+
+def test_studio_without_arguments_opens_the_ready_made_models():
+    from rnnlab.cli.studio import model_paths
+    from rnnlab.ready import READY_DIR
+
+    paths = model_paths([])
+    assert {p.rsplit("/", 1)[-1] for p in paths} >= {"shakespeare", "shakespeare-rnn", "tang"}
+    assert model_paths(["tang"]) == [str(READY_DIR / "tang")]

@@ -70,9 +70,23 @@ def _allowed_hosts(host: str) -> set[str]:
     return names
 
 
-def run_studio(args: argparse.Namespace) -> None:
-    if not args.models:
+def model_paths(given: list[str]) -> list[str]:
+    """The models to open: those named (ready-made names included), else every ready-made
+    language model, so that a new user sees something at once."""
+    import sys
+
+    from rnnlab.ready import ready_models, resolve
+
+    if given:
+        return [str(resolve(m, lambda note: print(note, file=sys.stderr))) for m in given]
+    shipped = [str(m.path) for m in ready_models() if m.card.get("kind") == "language model"]
+    if not shipped:
         raise RnnlabError("name a model folder or training run to open: rnnlab studio MODEL_DIR")
+    return shipped
+
+
+def run_studio(args: argparse.Namespace) -> None:
+    args.models = model_paths(args.models)
     if not _is_loopback(args.host) and not args.allow_remote:
         raise RnnlabError(f"--host {args.host} lets other machines reach the studio; add "
                           f"--allow-remote to confirm (it then needs the printed token)")
