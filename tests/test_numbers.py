@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from test_bad_input import user_error  # the one helper for "exit 2 and one line"
 
 from rnnlab.cli import main
 from rnnlab.errors import RnnlabError
@@ -35,20 +36,6 @@ def kept(folder: Path):
     before = snapshot(folder)
     yield
     assert snapshot(folder) == before, "a failed command created or changed a file"
-
-
-def user_error(capsys, argv: list, *needles: str) -> str:
-    """Run the CLI in-process; assert exit 2 and one error line holding every needle."""
-    rc = main([str(a) for a in argv])
-    _, err = capsys.readouterr()
-    # As a terminal shows it: a progress bar that cleared itself with "\r" leaves nothing.
-    lines = [line.split("\r")[-1] for line in err.strip().split("\n")]
-    assert rc == 2, (rc, err)
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"rnnlab {argv[0]}: error: "), lines[0]
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 def run_cli(*argv) -> subprocess.CompletedProcess:
