@@ -513,6 +513,22 @@ def test_generation_options_out_of_range(capsys, data, argv, needle):
     assert capsys.readouterr().out == ""
 
 
+@pytest.mark.parametrize("argv, needle", [
+    (["lm", "--rhyme"], "rhyme needs a form"),
+    (["lm", "--rhyme", "--acrostic", "春夏"], "rhyme needs a form"),
+    (["lm", "--rhyme", "--form", "5", "--beam", "2"], "beam search does not take a poem form"),
+    (["lm", "--rhyme", "--form", "6"], "form must be 5 or 7"),
+    (["lm", "--rhyme", "--form", "5"], "character-level model; this one is word-level"),
+    (["tang", "--rhyme", "--form", "5", "--prime", "白日依山盡，黃河入海流。欲窮千里目，更上一層山"],
+     "at line 4, which must end in a rhyme"),
+])
+def test_bad_rhyme_settings(capsys, data, argv, needle):
+    pytest.importorskip("pypinyin", reason="pypinyin (the chinese extra) is not installed")
+    model = data / "lm" if argv[0] == "lm" else argv[0]
+    user_error(capsys, ["generate", model, *argv[1:]], needle)
+    assert capsys.readouterr().out == ""
+
+
 # -- valid but awkward -----------------------------------------------------------------------
 
 
@@ -551,6 +567,7 @@ def test_real_processes_print_one_line_and_no_traceback(data, tmp_path):
         (["embed", data / "nul.txt", *overwriting(tmp_path / "out.bin")], "NUL byte"),
         (["similar", data / "cut.bin", "the"], "truncated"),
         (["generate", garbage], "model.safetensors"),
+        (["generate", data / "lm", "--rhyme"], "rhyme needs a form"),
     ]
     for argv, needle in cases:
         rc, stdout, err, _ = run_cli(*argv)

@@ -109,6 +109,12 @@ def register(subparsers) -> None:
     poem.add_argument("--acrostic", default=None,
                       help="line i starts with the i-th of these characters; their number "
                            "sets the lines (without --form a line has 1 to 9 characters)")
+    poem.add_argument("--rhyme", action="store_true",
+                      help="with --form: lines 2, 4 (6, 8) end in characters of one rhyme, "
+                           "avoiding the same character twice. Rhyme here is by modern Mandarin "
+                           "finals (pypinyin, grouped as the 14 rhymes of 中华新韵: ang, iang "
+                           "and uang rhyme), not the Tang rhyme tables (平水韵); needs pypinyin "
+                           "(the 'chinese' extra)")
     p.add_argument("--script", choices=("simplified", "traditional"), default=None,
                    help="Chinese script you write the prime and acrostic in and read the output "
                         "in, converted from and to the model's own (needs OpenCC: the "
@@ -190,7 +196,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from rnnlab.lm.score import show_text
 
     check_options(args.length, args.temperature, args.top_k, args.top_p, args.beam)
-    make_form(args.form, args.lines, args.acrostic, args.beam)  # a clash fails before loading
+    make_form(args.form, args.lines, args.acrostic, args.beam, args.rhyme)  # fails before loading
     lm = load(args)
     prime = args.prime
     if args.script is not None:
@@ -206,7 +212,8 @@ def run_generate(args: argparse.Namespace) -> int:
     pieces = lm.write(args.prime, length=args.length, temperature=args.temperature,
                       top_k=args.top_k, top_p=args.top_p, seed=args.seed, beam=args.beam,
                       stop_at_eos=args.stop_at_eos, avoid_unk=args.no_unk, form=args.form,
-                      lines=args.lines, acrostic=args.acrostic, script=args.script)
+                      lines=args.lines, acrostic=args.acrostic, rhyme=args.rhyme,
+                      script=args.script)
     last = args.prime
     sys.stdout.write(args.prime)
     for piece in pieces:

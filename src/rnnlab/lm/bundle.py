@@ -45,6 +45,23 @@ class Activations:
     layers: list[dict[str, np.ndarray]]
 
 
+@dataclass
+class Prepared:
+    """A generation ready for its first draw: the ids read first (start token and prime), the
+    prime's unknown tokens, the most tokens to draw, the poem's decoder (or None) and the
+    conversion of each drawn token to the caller's script (or None)."""
+
+    context: list[int]
+    unknown: list[str]
+    length: int
+    decoder: FormDecoder | None
+    convert: Callable[[str], str] | None
+
+    def token(self, token: str) -> str:
+        """A drawn token as the caller reads it (in the caller's script)."""
+        return token if self.convert is None else self.convert(token)
+
+
 class LM:
     """A language model ready to use; see the module's docstring."""
 
@@ -138,10 +155,34 @@ class LM:
         result = evaluation.summary(total, count, self.pipeline.level)
         return {**result, "oov": oov, "oov_rate": oov / count}
 
+    def prepare(self, prime: str = "", length: int = 100, beam: int = 0, form: int | None = None,
+                lines: int | None = None, acrostic: str | None = None, rhyme: bool = False,
+                script: str | None = None) -> Prepared:
+        """Everything a generation needs before its first draw (see `generate`); the studio
+        streams from it too. Raises RnnlabError for settings that clash or a prime that does
+        not fit the form."""
+        from_model = None
+        poem = make_form(form, lines, acrostic, beam, rhyme)
+        if script is not None:
+            check_script(script)
+            own = self.script
+            to_model, from_model = converter(script, own), converter(own, script)
+            prime = to_model(prime)
+            acrostic = to_model(acrostic) if acrostic else acrostic
+            poem = make_form(form, lines, acrostic, beam, rhyme)  # the acrostic as the model reads it
+        decoder = None
+        if poem is not None:
+            decoder = FormDecoder(poem, self.vocab, self.pipeline)
+            decoder.read_prime(self.pipeline.tokenize(prime))
+            length = decoder.max_tokens()
+        ids, unknown = self.pipeline.encode_prompt(prime, self.vocab)
+        return Prepared(self.pipeline.start_ids(self.vocab) + ids, unknown, length, decoder,
+                        from_model)
+
     def generate(self, prime: str = "", length: int = 100, temperature: float = 1.0,
                  top_k: int = 0, top_p: float = 1.0, seed: int | None = None, beam: int = 0,
                  stop_at_eos: bool = False, avoid_unk: bool = False, form: int | None = None,
-                 lines: int | None = None, acrostic: str | None = None,
+                 lines: int | None = None, acrostic: str | None = None, rhyme: bool = False,
                  script: str | None = None) -> Iterator[str]:
         """Continue `prime` by up to `length` tokens, yielding each token as it is drawn.
 
@@ -150,31 +191,18 @@ class LM:
         `<unk>` (`pipeline.encode_prompt` tells which). The same seed gives the same text.
         `form` (5 or 7 characters a line), `lines` (4 or 8) and `acrostic` (line i starts with
         its i-th character) write one poem of that shape, the prime being its start, and end
-        after its last "。" (`length` does not apply); see rnnlab.lm.forms. `script`
-        ("simplified" or "traditional") is the script of the prime, the acrostic and the text
-        yielded, converted from and to the model's own (see rnnlab.text.script).
+        after its last "。" (`length` does not apply); see rnnlab.lm.forms. `rhyme` (with a
+        form) ends the even lines in one rhyme, by modern Mandarin finals, not the Tang rhyme
+        tables (see rnnlab.lm.rhyme). `script` ("simplified" or "traditional") is the script
+        of the prime, the acrostic and the text yielded, converted from and to the model's own
+        (see rnnlab.text.script).
         """
-        to_model = from_model = None
-        if script is not None:
-            check_script(script)
-            own = self.script
-            to_model, from_model = converter(script, own), converter(own, script)
-            prime = to_model(prime)
-            acrostic = to_model(acrostic) if acrostic else acrostic
-        poem = make_form(form, lines, acrostic, beam)
-        decoder = None
-        if poem is not None:
-            decoder = FormDecoder(poem, self.vocab, self.pipeline)
-            decoder.read_prime(self.pipeline.tokenize(prime))
-            length = decoder.max_tokens()
-        ids, _ = self.pipeline.encode_prompt(prime, self.vocab)
+        p = self.prepare(prime, length, beam, form, lines, acrostic, rhyme, script)
         eos_id = self.vocab.stoi.get(EOS) if stop_at_eos else None
         banned = self.vocab.unk_id if avoid_unk else None
-        drawn = sample_ids(self.model, self.pipeline.start_ids(self.vocab) + ids, length,
-                           temperature, top_k, top_p, seed, beam, eos_id, banned, decoder)
-        if from_model is not None:
-            return (from_model(self.vocab.itos[i]) for i in drawn)
-        return (self.vocab.itos[i] for i in drawn)
+        drawn = sample_ids(self.model, p.context, p.length, temperature, top_k, top_p, seed, beam,
+                           eos_id, banned, p.decoder)
+        return (p.token(self.vocab.itos[i]) for i in drawn)
 
     def write(self, prime: str = "", **options) -> Iterator[str]:
         """The text that continues `prime`, piece by piece as `generate` draws tokens."""

@@ -11,6 +11,12 @@ probability zero (its logit set to -inf), so a draw is always well formed. The f
 the start of the text: a prime is the start of the first line and must fit the form. A poem ends
 after the last line's "。"; the line separator of the training text (a newline, which ends a
 poem in tang-poems) is never drawn inside one, and is not drawn after it either.
+
+With `rhyme` (and a form), the even lines (2, 4, 6, 8) end in characters of one rhyme
+(rnnlab.lm.rhyme: modern Mandarin finals, not the Tang rhyme tables). Line 2's last character
+may be any character of a rhyme that enough others share for the later lines to use; the last
+character of lines 4, 6 and 8 must be of line 2's rhyme, and not one an earlier line ended
+with while another is left.
 """
 
 from __future__ import annotations
@@ -22,12 +28,16 @@ import torch
 from torch import Tensor
 
 from rnnlab.errors import RnnlabError
+from rnnlab.lm.rhyme import RhymeTable, require_pypinyin, rhyme_table
 from rnnlab.text.pipeline import TextPipeline
 from rnnlab.text.vocab import Vocabulary
 
 FORM_CHARS = (5, 7)
 FORM_LINES = (4, 8)
 FREE_LINE_MAX = 9  # longer than any regular line, so that a free line still reads as verse
+# The fewest characters a rhyme needs for line 2 to open it: a few, so that the later lines
+# have a choice (at least one character each).
+RHYME_MIN_CHARS = 4
 COMMA, STOP = "，", "。"
 # CJK Unified Ideographs, extension A, compatibility ideographs and the supplementary planes'
 # extensions: every Han character a poem's vocabulary can hold.
@@ -41,11 +51,17 @@ def is_han(token: str) -> bool:
 
 @dataclass(frozen=True)
 class PoemForm:
-    """Characters per line (None: free, 1 to FREE_LINE_MAX), number of lines, acrostic."""
+    """Characters per line (None: free, 1 to FREE_LINE_MAX), number of lines, acrostic, and
+    whether the even lines rhyme."""
 
     chars: int | None
     lines: int
     acrostic: str = ""
+    rhyme: bool = False
+
+    def rhymes(self, line: int) -> bool:
+        """Whether line `line` (from 0) ends in the poem's rhyme: the 2nd, 4th... when rhyming."""
+        return self.rhyme and line % 2 == 1
 
     def punctuation(self, line: int) -> str:
         """The mark that ends line `line` (from 0)."""
@@ -57,11 +73,14 @@ class PoemForm:
 
 
 NO_BEAM = "beam search does not take a poem form; sample instead (beam 0)"
+NO_RHYME_FORM = "rhyme needs a form: 5 or 7 characters a line (--form)"
 
 
 def make_form(form: int | None = None, lines: int | None = None, acrostic: str | None = None,
-              beam: int = 0) -> PoemForm | None:
+              beam: int = 0, rhyme: bool = False) -> PoemForm | None:
     """The PoemForm these settings ask for (None when none is set); RnnlabError if they clash."""
+    if rhyme and form is None:
+        raise RnnlabError(NO_RHYME_FORM)
     if form is None and lines is None and not acrostic:
         return None
     if beam:
@@ -77,8 +96,12 @@ def make_form(form: int | None = None, lines: int | None = None, acrostic: str |
         if lines is not None and lines != len(acrostic):
             raise RnnlabError(f"the acrostic {acrostic!r} has {len(acrostic)} characters, so "
                               f"{len(acrostic)} lines, not {lines}")
-        return PoemForm(form, len(acrostic), acrostic)
-    return PoemForm(form, lines or 4)
+        poem = PoemForm(form, len(acrostic), acrostic, rhyme)
+    else:
+        poem = PoemForm(form, lines or 4, "", rhyme)
+    if rhyme:
+        require_pypinyin()
+    return poem
 
 
 class FormDecoder:
@@ -100,6 +123,18 @@ class FormDecoder:
         if len(self.han) == 0:
             raise RnnlabError("the model's vocabulary has no Han characters to write a poem with")
         self.line, self.pos = 0, 0  # the line being written (from 0) and its characters so far
+        self.rhyme: str | None = None  # the poem's rhyme, once line 2 has ended in it
+        self.rhymed: list[int] = []  # the ids that ended rhyming lines so far
+        if form.rhyme:
+            if form.chars is None:
+                raise RnnlabError(NO_RHYME_FORM)
+            self.table: RhymeTable = rhyme_table(vocab.itos)
+            need = max(RHYME_MIN_CHARS, sum(form.rhymes(i) for i in range(form.lines)))
+            opening = [ids for ids in self.table.ids.values() if len(ids) >= need]
+            if not opening:
+                raise RnnlabError(f"no rhyme has {need} characters in the model's vocabulary, "
+                                  f"so its poems cannot rhyme")
+            self.opening = torch.cat(opening).sort().values
 
     @property
     def done(self) -> bool:
@@ -119,11 +154,25 @@ class FormDecoder:
         """Whether the line may end here (a free line after its first character)."""
         return self.form.chars is None and self.pos > 0
 
+    def at_rhyme(self) -> bool:
+        """Whether the next character ends a line that must rhyme."""
+        return self.form.rhymes(self.line) and self.pos == self.form.line_max() - 1
+
+    def rhyme_ids(self) -> Tensor:
+        """Ids of the characters that may end the rhyming line being written."""
+        if self.rhyme is None:
+            return self.opening
+        ids = self.table.ids[self.rhyme]
+        fresh = ids[~torch.isin(ids, torch.tensor(self.rhymed, dtype=torch.long))]
+        return fresh if len(fresh) else ids  # a rhyme with no character left repeats one
+
     def allowed_ids(self) -> Tensor:
         """Ids of every token that keeps the form."""
         few = self.allowed()
         if few is not None:
             return torch.tensor([self.vocab.stoi[t] for t in few], dtype=torch.long)
+        if self.at_rhyme():
+            return self.rhyme_ids()
         if self.may_end():
             mark = self.vocab.stoi[self.form.punctuation(self.line)]
             return torch.cat([self.han, torch.tensor([mark])])
@@ -144,6 +193,12 @@ class FormDecoder:
         mark = self.form.punctuation(self.line)
         if not (token in few if few is not None else is_han(token) or (token == mark and self.may_end())):
             return False
+        if few is None and self.at_rhyme():
+            token_id = self.vocab.stoi.get(token)
+            if token_id is None or not bool((self.rhyme_ids() == token_id).any()):
+                return False
+            self.rhyme = self.table.of[token_id]
+            self.rhymed.append(token_id)
         if token == mark:
             self.line, self.pos = self.line + 1, 0
         else:
@@ -160,6 +215,9 @@ class FormDecoder:
         for k, token in enumerate(prime_tokens):
             if not self.feed(token):
                 where = "after the poem's end" if self.done else f"at line {self.line + 1}"
+                if not self.done and self.at_rhyme() and is_han(token):
+                    where += (f", which must end in a rhyme ({self.rhyme})" if self.rhyme
+                              else ", which must end in a character of a known, common rhyme")
                 raise RnnlabError(f"the prime does not fit the form: {token!r} (character "
                                   f"{k + 1}) {where}")
 
