@@ -2,6 +2,7 @@
 
 import builtins
 import importlib.util
+import json
 
 import pytest
 import torch
@@ -80,3 +81,45 @@ def test_cli_script(tmp_path, capsys):
     assert main(["generate", str(tmp_path / "m"), "--acrostic", "秋", "--script", "simplified"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "秋" in err
+
+
+@needs_opencc
+def test_training_records_the_texts_script(tmp_path, capsys):
+    texts = {"traditional": TRADITIONAL, "simplified": SIMPLIFIED, None: ["the cat sat", "a dog"]}
+    for expected, lines in texts.items():
+        corpus = tmp_path / f"{expected}.txt"
+        corpus.write_text("\n".join(lines * 30) + "\n", encoding="utf-8")
+        out = tmp_path / f"run-{expected}"
+        assert main(["train", str(corpus), "--level", "char", "--split", "0.1", "0", "--epochs", "1",
+                     "--hidden-size", "8", "--batch-size", "2", "--bptt", "5", "--quiet",
+                     "--no-progress", "-o", str(out)]) == 0
+        for folder in ("best", "last"):
+            assert json.loads((out / folder / "config.json").read_text())["script"] == expected
+    capsys.readouterr()
+    # The recorded script is what --script converts from, without reading the vocabulary.
+    assert LM.load(tmp_path / "run-traditional").script == "traditional"
+    assert main(["generate", str(tmp_path / "run-traditional"), "--form", "5", "--acrostic", "白处",
+                 "--script", "simplified", "--seed", "1"]) == 0
+    assert capsys.readouterr().out[6] == "处"
+    with pytest.raises(RnnlabError, match="neither simplified nor traditional"):
+        _ = LM.load(tmp_path / "run-None").script
+
+
+def test_text_script_samples_the_text(monkeypatch):
+    assert script.text_script(["the cat", "sat"]) == {"script": None}  # no Han: OpenCC not needed
+    lines = ["abc"] * 5000 + SIMPLIFIED * 10  # spread-out lines, not just the first ones
+    if importlib.util.find_spec("opencc") is not None:
+        assert script.text_script(lines) == {"script": "simplified"}
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "opencc" else real(name, *a))
+    assert script.text_script(lines) == {}  # left to the vocabulary when the model is used
+
+
+@needs_opencc
+def test_models_without_the_key_still_read_their_vocabulary(tmp_path):
+    char_lm(TRADITIONAL).save(tmp_path / "old")
+    assert "script" not in json.loads((tmp_path / "old" / "config.json").read_text())
+    assert LM.load(tmp_path / "old").script == "traditional"
+    char_lm(TRADITIONAL, {"script": "simplified"}).save(tmp_path / "set")
+    assert LM.load(tmp_path / "set").script == "simplified"  # the recorded script is saved again

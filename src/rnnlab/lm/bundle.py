@@ -85,8 +85,10 @@ class LM:
     def save(self, path: str | Path, extra: dict | None = None,
              training: dict | None = None) -> Path:
         """Write a model folder (see checkpoint.save_model); `extra` joins config.json."""
+        # The script training recorded goes with the model; a model without one is read as before.
+        script = {"script": self.config["script"]} if "script" in self.config else {}
         config = {**self.pipeline.to_config(), "eval_batch_size": self.eval_batch_size,
-                  **(extra or {})}
+                  **script, **(extra or {})}
         return save_model(path, self.model, self.vocab, config, training)
 
     @property

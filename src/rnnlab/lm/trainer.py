@@ -48,6 +48,7 @@ from rnnlab.lm.state import (
 )
 from rnnlab.recurrent import detach_state
 from rnnlab.text.pipeline import TextPipeline
+from rnnlab.text.script import text_script
 from rnnlab.text.vocab import Vocabulary
 
 Report = Callable[[str, dict], None]
@@ -77,6 +78,7 @@ class RunData:
     train: StreamBatches | SentenceBatches
     valid: list | None
     test: list | None
+    script: dict  # config.json's record of the training text's script (rnnlab.text.script)
 
 
 def read_run_data(s: TrainSettings, train: Path, vocab: Vocabulary | None = None) -> RunData:
@@ -98,7 +100,8 @@ def read_run_data(s: TrainSettings, train: Path, vocab: Vocabulary | None = None
                else StreamBatches(ids, s.batch_size, s.bptt))
     return RunData(pipeline, vocab, batches,
                    pipeline.encode(valid_lines, vocab) if valid_lines else None,
-                   pipeline.encode(test_lines, vocab) if test_lines else None)
+                   pipeline.encode(test_lines, vocab) if test_lines else None,
+                   text_script(train_lines))
 
 
 def build_model(s: TrainSettings, vocab: Vocabulary, built: dict | None,
@@ -177,7 +180,7 @@ class Trainer:
         self.model, self.coverage = build_model(s, self.data.vocab, built, self.note)
         self.model.to(self.device)
         self.lm = LM(self.model, self.data.vocab, self.data.pipeline,
-                     {"eval_batch_size": s.eval_batch_size})
+                     {"eval_batch_size": s.eval_batch_size, **self.data.script})
         self.net = distributed.wrap(self.model, self.group, self.device)
         if self.group.rank:  # the same weights everywhere, but each rank its own dropout masks
             torch.manual_seed(s.seed + 7919 * self.group.rank)

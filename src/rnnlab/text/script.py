@@ -1,21 +1,29 @@
 """Simplified and traditional Chinese: converting text between them, and telling which a model uses.
 
 Conversion is OpenCC's character and phrase tables (the optional `chinese` extra installs
-opencc-python-reimplemented). A model's script is the "script" key of its config.json when
-set, else read from its vocabulary: the script whose own characters (those OpenCC would change
+opencc-python-reimplemented). A model's script is the "script" key of its config.json, which
+training records from a sample of the training text ("simplified", "traditional", or null for
+text that is neither); a model from before that key (or trained without OpenCC) has its script
+read from its vocabulary instead: the script whose own characters (those OpenCC would change
 into the other script) are more numerous in it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from rnnlab.errors import RnnlabError
 
 SCRIPTS = ("simplified", "traditional")
 _OPENCC = {("traditional", "simplified"): "t2s", ("simplified", "traditional"): "s2t"}
 _HAN = re.compile("[\u3400-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
+# A text's script is told from this many lines spread over it, each cut to this many characters:
+# a few thousand distinct characters, enough to tell, read in milliseconds.
+SAMPLE_LINES, SAMPLE_LINE_CHARS = 1000, 200
+NEITHER = ('the model was trained on text that is neither simplified nor traditional Chinese '
+           '(its config.json has "script": null), so there is no script to convert from')
 
 
 def check_script(script: str) -> None:
@@ -52,9 +60,27 @@ def detect_script(tokens: Iterable[str]) -> str | None:
     return "traditional" if traditional > simplified else "simplified"
 
 
+def text_script(lines: Sequence[str]) -> dict:
+    """What config.json records of a training text's script, told from a sample of its lines:
+    {"script": "simplified" or "traditional"}, {"script": None} for text that is neither, or {}
+    when the text has Han characters but OpenCC is not installed to tell."""
+    step = max(1, len(lines) // SAMPLE_LINES)
+    chars: set[str] = set()
+    for line in lines[::step]:
+        chars.update(line[:SAMPLE_LINE_CHARS])
+    han = [c for c in chars if _HAN.match(c)]
+    if not han:
+        return {"script": None}
+    if importlib.util.find_spec("opencc") is None:
+        return {}  # left to be read from the vocabulary when the model is used
+    return {"script": detect_script(sorted(han))}
+
+
 def model_script(config: dict, tokens: Iterable[str]) -> str:
     """The script a model writes: config.json's "script", else detected from its vocabulary."""
-    if config.get("script") is not None:
+    if "script" in config:
+        if config["script"] is None:
+            raise RnnlabError(NEITHER)
         check_script(config["script"])
         return config["script"]
     script = detect_script(tokens)
