@@ -13,6 +13,7 @@ import torch
 pytest.importorskip("starlette", reason="the studio extra (starlette) is not installed")
 pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx")
 from starlette.testclient import TestClient  # noqa: E402
+from test_forms import form_regex  # noqa: E402
 
 from rnnlab.cli import main  # noqa: E402
 from rnnlab.lm import LM, LanguageModel, TextPipeline  # noqa: E402
@@ -110,6 +111,64 @@ def test_generated_tokens_match_the_library_sampler(client, folders):
     assert [e["token"] for e in events[:-1]] == list(lm.generate("the", 12, 0.7, seed=5))
     assert "".join(e["piece"] for e in events[:-1]) == "".join(
         lm.write("the", length=12, temperature=0.7, seed=5))
+
+
+@pytest.fixture(scope="module")
+def tang_client():
+    from rnnlab.ready import resolve
+
+    lm = LM.load(resolve("tang"))
+    return lm, TestClient(create_app({"tang": lm}), base_url="http://127.0.0.1:8000")
+
+
+def poem_events(client, **params) -> tuple[str, list[dict]]:
+    response = client.get("/api/generate", params={"model": "tang", **params})
+    assert response.status_code == 200, response.text
+    events = stream_events(response)
+    assert events[-1]["done"] and events[-1]["tokens"] == len(events) - 1
+    return "".join(e["piece"] for e in events[:-1]), events[:-1]
+
+
+def test_poems_stream_token_by_token_like_the_library(tang_client):
+    lm, client = tang_client
+    poem, events = poem_events(client, form=5, lines=4, seed=3, top_k=20)
+    assert form_regex(5, 4).fullmatch(poem), poem
+    assert len(events) == 24  # one event per character and mark
+    assert poem == "".join(lm.write("", form=5, lines=4, seed=3, top_k=20))
+    comma = next(e for e in events if e["token"] == "，")
+    assert comma["top"] == [["，", 1.0]]  # the form left one token: no masked ones listed
+    poem, _ = poem_events(client, form=7, acrostic="春江花月", seed=1)
+    assert form_regex(7, 4, "春江花月").fullmatch(poem), poem
+    primed, _ = poem_events(client, form=5, prime="白日依山盡，", seed=2)
+    assert form_regex(5, 4).fullmatch("白日依山盡，" + primed)
+
+
+def test_poems_rhyme_and_convert_script(tang_client):
+    pytest.importorskip("pypinyin")
+    pytest.importorskip("opencc")
+    from rnnlab.lm.rhyme import rhyme_of
+
+    lm, client = tang_client
+    poem, _ = poem_events(client, form=5, lines=4, rhyme="true", script="simplified", seed=5)
+    assert form_regex(5, 4).fullmatch(poem) and rhyme_of(poem[10]) == rhyme_of(poem[22]), poem
+    assert poem == "".join(lm.write("", form=5, rhyme=True, script="simplified", seed=5))
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"form": 6}, "form must be 5 or 7"),
+    ({"form": "five"}, "'form' must be a number"),
+    ({"form": 5, "lines": 3}, "lines must be 4 or 8"),
+    ({"acrostic": "春a"}, "Han characters only"),
+    ({"acrostic": "龘"}, "not in the model's vocabulary"),
+    ({"rhyme": "1"}, "rhyme needs a form"),
+    ({"rhyme": "maybe", "form": 5}, "'rhyme' must be true or false"),
+    ({"script": "pinyin"}, "script must be simplified or traditional"),
+    ({"form": 5, "prime": "白日，"}, "does not fit the form"),
+])
+def test_bad_poem_settings_are_one_line_400s(tang_client, params, message):
+    response = tang_client[1].get("/api/generate", params={"model": "tang", **params})
+    assert response.status_code == 400 and message in response.json()["error"]
+    assert "\n" not in response.json()["error"]
 
 
 def test_score_rows_total_and_unknown_tokens(client, folders):

@@ -93,6 +93,15 @@ def _number(request: Request, name: str, kind: type, default, low, high):
     return value
 
 
+def _flag(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name, "").lower()
+    if raw in ("", "0", "false", "off", "no"):
+        return False
+    if raw in ("1", "true", "on", "yes"):
+        return True
+    raise RnnlabError(f"'{name}' must be true or false, got {raw!r}")
+
+
 def _named(table: dict, request: Request, name: str, what: str):
     key = request.query_params.get(name, "")
     if key not in table:
@@ -133,15 +142,21 @@ class _Studio:
             _number(request, "temperature", float, 1.0, 1e-3, 100.0),
             _number(request, "top_k", int, 0, 0, len(lm.vocab)),
             _number(request, "top_p", float, 1.0, 1e-6, 1.0),
-            _number(request, "seed", int, None, 0, 2**63 - 1))
+            _number(request, "seed", int, None, 0, 2**63 - 1),
+            # Form and lines only need to be small numbers here: make_form names the right ones.
+            _number(request, "form", int, None, 0, 99),
+            _number(request, "lines", int, None, 0, 99),
+            _text(request, "acrostic", required=False) or None,
+            _flag(request, "rhyme"),
+            request.query_params.get("script") or None)
         options.check()
-        ids, _ = lm.pipeline.encode_prompt(options.prime, lm.vocab)
-        context = lm.pipeline.start_ids(lm.vocab) + ids
+        # Reading the prime against the form, and the first rhyme table or OpenCC, take a moment.
+        prepared = await anyio.to_thread.run_sync(options.prepare, lm)
         try:
             self.jobs.reserve()
         except BusyError:
             return _error(503, "the studio is generating as much as it can; try again soon")
-        return StreamingResponse(events(lm, context, options, self.jobs, request),
+        return StreamingResponse(events(lm, prepared, options, self.jobs, request),
                                  media_type="text/event-stream",
                                  headers={"cache-control": "no-store"})
 

@@ -2,8 +2,10 @@
 
 The model reads the prime and then one token per step on a worker thread, so the event loop
 keeps serving other requests; between tokens the stream checks whether its client is still
-there and stops when it has gone. `Jobs` admits a fixed number of generations at once, lets a
-few more wait, and refuses the rest, so a busy studio answers 503 instead of slowing everyone.
+there and stops when it has gone. A poem form (rnnlab.lm.forms) masks each step's logits and
+ends the stream after the poem's last line, as `LM.generate` does, both set up by `LM.prepare`.
+`Jobs` admits a fixed number of generations at once, lets a few more wait, and refuses the rest,
+so a busy studio answers 503 instead of slowing everyone.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import torch
 
 from rnnlab.errors import RnnlabError
 from rnnlab.lm import LM
+from rnnlab.lm.bundle import Prepared
+from rnnlab.lm.forms import make_form
 from rnnlab.lm.generate import allowed_distribution, check_options, draw
 
 TOP = 10  # the alternatives each token event shows
@@ -48,7 +52,8 @@ class Jobs:
 
 @dataclass(frozen=True)
 class Options:
-    """What to generate: the prime and the sampling settings (see rnnlab.lm.generate)."""
+    """What to generate: the prime, the sampling settings (see rnnlab.lm.generate) and the
+    poem's form, rhyme and script (see LM.generate)."""
 
     prime: str
     length: int
@@ -56,10 +61,21 @@ class Options:
     top_k: int = 0
     top_p: float = 1.0
     seed: int | None = None
+    form: int | None = None
+    lines: int | None = None
+    acrostic: str | None = None
+    rhyme: bool = False
+    script: str | None = None
 
     def check(self) -> None:
         """Raise RnnlabError for a setting that has no meaning."""
         check_options(self.length, self.temperature, self.top_k, self.top_p, 0)
+        make_form(self.form, self.lines, self.acrostic, 0, self.rhyme)
+
+    def prepare(self, lm: LM) -> Prepared:
+        """The generation ready for its first draw (the prime read against the form)."""
+        return lm.prepare(self.prime, self.length, 0, self.form, self.lines, self.acrostic,
+                          self.rhyme, self.script)
 
 
 def _event(data: dict) -> str:
@@ -73,14 +89,14 @@ def _read(lm: LM, ids: list[int]):
     return out[-1, 0], state
 
 
-async def events(lm: LM, context: list[int], options: Options, jobs: Jobs,
+async def events(lm: LM, prepared: Prepared, options: Options, jobs: Jobs,
                  request) -> AsyncIterator[str]:
-    """The event stream of one generation after the ids `context` (start token and prime);
-    the caller has reserved its place in `jobs`. A model that fails mid-way (non-finite
-    logits) ends the stream with an "error" event."""
+    """The event stream of one generation `prepared` by `options.prepare`; the caller has
+    reserved its place in `jobs`. A model that fails mid-way (non-finite logits) ends the
+    stream with an "error" event."""
     try:
         async with jobs.slots:
-            async for event in _tokens(lm, context, options, request):
+            async for event in _tokens(lm, prepared, options, request):
                 yield event
     except RnnlabError as e:
         yield _event({"error": str(e)})
@@ -88,26 +104,31 @@ async def events(lm: LM, context: list[int], options: Options, jobs: Jobs,
         jobs.release()
 
 
-async def _tokens(lm: LM, context: list[int], options: Options, request) -> AsyncIterator[str]:
-    logits, state = await anyio.to_thread.run_sync(_read, lm, context)
+async def _tokens(lm: LM, prepared: Prepared, options: Options, request) -> AsyncIterator[str]:
+    logits, state = await anyio.to_thread.run_sync(_read, lm, prepared.context)
     seed = options.seed if options.seed is not None else random.randrange(2**31)
     generator = torch.Generator().manual_seed(seed)
-    written, count = options.prime, 0
-    for _ in range(options.length):
+    written, count, decoder = options.prime, 0, prepared.decoder
+    for _ in range(0 if decoder is not None and decoder.done else prepared.length):
         if await request.is_disconnected():
             return
-        probs, allowed = allowed_distribution(logits.float().cpu(), options.temperature,
-                                              options.top_k, options.top_p)
+        logits = logits.float().cpu()
+        if decoder is not None:
+            logits = decoder.mask(logits)
+        probs, allowed = allowed_distribution(logits, options.temperature, options.top_k,
+                                              options.top_p)
         j = draw(probs, generator)
         token = j if allowed is None else int(allowed[j])
         top_p, top_j = torch.topk(probs, min(TOP, len(probs)))
-        top = [[lm.vocab.itos[i if allowed is None else int(allowed[i])], round(p, 5)]
-               for p, i in zip(top_p.tolist(), top_j.tolist())]
-        word = lm.vocab.itos[token]
+        top = [[prepared.token(lm.vocab.itos[i if allowed is None else int(allowed[i])]), round(p, 5)]
+               for p, i in zip(top_p.tolist(), top_j.tolist()) if p > 0 or decoder is None]
+        word = prepared.token(lm.vocab.itos[token])
         piece = next(lm.pipeline.pieces([word], after=written))
         written += piece
         count += 1
         yield _event({"token": word, "piece": piece, "prob": round(float(probs[j]), 5),
                       "top": top})
+        if decoder is not None and decoder.advance(token):
+            break
         logits, state = await anyio.to_thread.run_sync(lm.step, token, state)
     yield _event({"done": True, "tokens": count, "seed": seed})
