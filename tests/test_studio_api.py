@@ -154,6 +154,12 @@ def test_poems_rhyme_and_convert_script(tang_client):
     assert poem == "".join(lm.write("", form=5, rhyme=True, script="simplified", seed=5))
 
 
+def test_write_view_has_the_poem_controls(client):
+    page, script = client.get("/").text, client.get("/static/app.js").text
+    for control in ("form", "lines", "acrostic", "rhyme", "script"):
+        assert f'id="{control}"' in page and f'"{control}"' in script, control
+
+
 @pytest.mark.parametrize("params, message", [
     ({"form": 6}, "form must be 5 or 7"),
     ({"form": "five"}, "'form' must be a number"),

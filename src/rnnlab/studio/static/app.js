@@ -78,9 +78,10 @@ function stop() {
 function start() {
   stop();
   const params = { model: $("model").value, prime: $("prime").value };
-  for (const name of ["length", "temperature", "top_k", "top_p", "seed"]) {
+  for (const name of ["length", "temperature", "top_k", "top_p", "seed", "form", "lines", "acrostic", "script"]) {
     if ($(name).value !== "") params[name] = $(name).value;
   }
+  if ($("rhyme").checked) params.rhyme = "true";
   const url = new URL("/api/generate", location.href);
   for (const [key, value] of Object.entries(params)) url.searchParams.set(key, value);
   const prime = document.createElement("span");
