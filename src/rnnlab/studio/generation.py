@@ -74,11 +74,14 @@ def _read(lm: LM, ids: list[int]):
 
 
 async def events(lm: LM, context: list[int], options: Options, jobs: Jobs,
-                 request) -> AsyncIterator[str]:
+                 request, lead: dict | None = None) -> AsyncIterator[str]:
     """The event stream of one generation after the ids `context` (start token and prime);
-    the caller has reserved its place in `jobs`. A model that fails mid-way (non-finite
-    logits) ends the stream with an "error" event."""
+    the caller has reserved its place in `jobs`. `lead`, when given, is sent first (a
+    branch's chosen token). A model that fails mid-way (non-finite logits) ends the stream
+    with an "error" event."""
     try:
+        if lead is not None:
+            yield _event(lead)
         async with jobs.slots:
             async for event in _tokens(lm, context, options, request):
                 yield event
@@ -101,13 +104,14 @@ async def _tokens(lm: LM, context: list[int], options: Options, request) -> Asyn
         j = draw(probs, generator)
         token = j if allowed is None else int(allowed[j])
         top_p, top_j = torch.topk(probs, min(TOP, len(probs)))
-        top = [[lm.vocab.itos[i if allowed is None else int(allowed[i])], round(p, 5)]
-               for p, i in zip(top_p.tolist(), top_j.tolist())]
+        top_ids = [i if allowed is None else int(allowed[i]) for i in top_j.tolist()]
+        top = [[lm.vocab.itos[i], round(p, 5)] for p, i in zip(top_p.tolist(), top_ids)]
         word = lm.vocab.itos[token]
         piece = next(lm.pipeline.pieces([word], after=written))
         written += piece
         count += 1
-        yield _event({"token": word, "piece": piece, "prob": round(float(probs[j]), 5),
-                      "top": top})
+        # The ids let the page branch: it sends back the tokens so far exactly (?ids=).
+        yield _event({"token": word, "id": token, "piece": piece,
+                      "prob": round(float(probs[j]), 5), "top": top, "top_ids": top_ids})
         logits, state = await anyio.to_thread.run_sync(lm.step, token, state)
     yield _event({"done": True, "tokens": count, "seed": seed})
