@@ -51,7 +51,9 @@ function showModel() {
   if (!m) return;
   $("model-info").textContent =
     `${m.level} level, ${m.mode} mode, ${m.layers} × ${m.hidden_size} ${m.cell}, ${m.vocab_size} tokens`;
-  $("layer").replaceChildren(...Array.from({ length: m.layers }, (_, k) => new Option(String(k + 1), String(k))));
+  // Value = label (layers counted from 1): with value k under label k + 1, a choice by text
+  // ("2") could pick the wrong layer; the API counts from 0 (read() subtracts one).
+  $("layer").replaceChildren(...Array.from({ length: m.layers }, (_, k) => new Option(String(k + 1))));
 }
 
 // -- Write ------------------------------------------------------------------------------------
@@ -182,7 +184,7 @@ function colour(value, scale) {
 async function read() {
   const kind = $("kind").value;
   status("reading…");
-  const result = await api("/api/activations", { model: $("model").value, text: $("read-text").value, layer: $("layer").value, kind });
+  const result = await api("/api/activations", { model: $("model").value, text: $("read-text").value, layer: Number($("layer").value) - 1, kind });
   const kinds = result.kinds.map((k) => new Option(k, k, false, k === kind));
   $("kind").replaceChildren(...kinds);
   const { shape, float16 } = result.arrays[kind];

@@ -7,7 +7,18 @@ const EXAMPLE = "i am from china . i grew up there and went to school there . i 
 const FLOOR = 1e-12; // a norm that underflowed to zero still needs a place on a log scale
 
 function label(token) {
-  return token === "\n" ? "⏎" : token;
+  // Line ends and spaces (character models) would be invisible cells.
+  return token === "\n" ? "⏎" : token === " " ? "␣" : token;
+}
+
+function piece(text, info, k) {
+  // The text's own token where it was found (an unknown word shows itself, not "<unk>").
+  const span = info.spans[k];
+  return span ? text.slice(span[0], span[1]) : info.tokens[k];
+}
+
+function unknown(info, k) {
+  return info.spans[k] !== null && info.tokens[k] === "<unk>";
 }
 
 function shade(fraction) {
@@ -35,9 +46,9 @@ export function initMemory({ api, status, models, currentModel }) {
     // The start token (position 0) predicts nothing: it is only shown as the strips' first cell.
     $("memory-tokens").replaceChildren(...result.tokens.slice(1).map((token, i) => {
       const span = document.createElement("span");
-      span.className = "mtoken";
-      span.textContent = label(token);
-      span.title = `position ${i + 1}: click to see what its prediction still remembers`;
+      span.className = unknown(result, i + 1) ? "mtoken unknown" : "mtoken";
+      span.textContent = label(piece(text, result, i + 1));
+      span.title = `position ${i + 1}${token === "<unk>" ? " (read as <unk>)" : ""}: click to see what its prediction still remembers`;
       span.addEventListener("click", () => pick(i + 1).catch((e) => status(e.message, true)));
       return span;
     }));
@@ -60,13 +71,14 @@ export function initMemory({ api, status, models, currentModel }) {
     const span = shown.spans[t];
     status("computing gradients…");
     const results = await Promise.all(models().map(async (m) => {
+      const info = await tokensOf(m.name, shown.text);
       let position = t;
       if (m.name !== shown.model) {
         if (!span) return { model: m, missing: "the picked token is not in the text as it is" };
-        position = positionIn(await tokensOf(m.name, shown.text), span[0]);
+        position = positionIn(info, span[0]);
         if (position === null) return { model: m, missing: "no token of this model starts there" };
       }
-      return { model: m, ...(await api("/api/memory", { model: m.name, text: shown.text, position })) };
+      return { model: m, info, ...(await api("/api/memory", { model: m.name, text: shown.text, position })) };
     }));
     draw(results);
     status(`gradient norms of log p(token t) over each earlier token's embedding, ${results.length} model(s)`);
@@ -89,8 +101,8 @@ export function initMemory({ api, status, models, currentModel }) {
       }
       r.norms.forEach((norm, k) => {
         const cell = document.createElement("span");
-        cell.className = "mcell";
-        cell.textContent = label(r.tokens[k]);
+        cell.className = unknown(r.info, k) ? "mcell unknown" : "mcell";
+        cell.textContent = label(piece(shown.text, r.info, k));
         const fraction = hi > lo ? (Math.log10(Math.max(norm, FLOOR)) - lo) / (hi - lo) : 1;
         const { background, ink } = shade(fraction);
         cell.style.backgroundColor = background;
@@ -100,7 +112,7 @@ export function initMemory({ api, status, models, currentModel }) {
       });
       const target = document.createElement("span");
       target.className = "mcell target";
-      target.textContent = label(r.tokens[r.position]);
+      target.textContent = label(piece(shown.text, r.info, r.position));
       target.title = `t = ${r.position}: the token being predicted`;
       cells.append(target);
       return strip;

@@ -7,10 +7,9 @@ const POLL_MS = 3000;
 const SERIES = [["train", "#2f81f7"], ["valid", "#e8730c"]];
 const COLUMNS = ["epoch", "train_loss", "train_ppl", "valid_loss", "valid_ppl", "lr"];
 
-function format(value) {
+function format(value, column = "") {
   if (value === null || value === undefined) return "–";
-  if (typeof value !== "number") return String(value);
-  if (Number.isInteger(value)) return String(value);
+  if (typeof value !== "number" || (column === "epoch" && Number.isInteger(value))) return String(value);
   return Math.abs(value) >= 0.01 && Math.abs(value) < 1e5 ? value.toFixed(3) : value.toExponential(2);
 }
 
@@ -42,10 +41,11 @@ function chart(canvas, records, key) {
     context.fillText("no finished epoch yet", pad.left, pad.top + 20);
     return;
   }
-  const x0 = Math.min(0, ...xs), x1 = Math.max(1, ...xs);
+  const x0 = Math.floor(Math.min(...xs)), x1 = Math.max(x0 + 1, Math.ceil(Math.max(...xs)));
   let y0 = Math.min(...ys), y1 = Math.max(...ys);
   if (y1 - y0 < 1e-9) { y0 -= 0.5; y1 += 0.5; }
-  const X = (x) => pad.left + ((x - x0) / (x1 - x0)) * (width - pad.left - pad.right);
+  const inner = 14; // so that the first and last points clear the axes
+  const X = (x) => pad.left + inner + ((x - x0) / (x1 - x0)) * (width - pad.left - pad.right - 2 * inner);
   const Y = (y) => height - pad.bottom - ((y - y0) / (y1 - y0)) * (height - pad.top - pad.bottom);
   context.strokeStyle = "#d0d7de";
   context.lineWidth = 1;
@@ -103,7 +103,7 @@ export function initTraining({ api, status }) {
       for (const column of COLUMNS) {
         const td = document.createElement("td");
         td.className = "num";
-        td.textContent = format(r[column]);
+        td.textContent = format(r[column], column);
         tr.append(td);
       }
       return tr;
@@ -122,7 +122,7 @@ export function initTraining({ api, status }) {
       return;
     }
     sampled = body.epoch;
-    $("training-sample-info").textContent = `${body.checkpoint}/ checkpoint, epoch ${format(body.epoch)}, seed ${body.seed}:`;
+    $("training-sample-info").textContent = `${body.checkpoint}/ checkpoint, epoch ${format(body.epoch, "epoch")}, seed ${body.seed}:`;
     $("training-sample").textContent = body.text;
   }
 
