@@ -71,10 +71,12 @@ def test_page_and_static_files_are_served_with_security_headers(client):
     assert '<script type="module" src="/static/app.js">' in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert page.headers["x-content-type-options"] == "nosniff"
-    script = client.get("/static/app.js")
-    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
-    # Data reaches the page through textContent only.
-    assert ".innerHTML" not in script.text and "insertAdjacentHTML" not in script.text
+    for name in ("app.js", "memory.js", "training.js"):  # app.js imports the other two
+        script = client.get(f"/static/{name}")
+        assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+        # Data reaches the page through textContent only.
+        assert ".innerHTML" not in script.text and "insertAdjacentHTML" not in script.text
+        assert "outerHTML" not in script.text and "document.write" not in script.text
     assert client.get("/api/models").headers["content-security-policy"]
 
 
