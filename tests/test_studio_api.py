@@ -72,10 +72,12 @@ def test_page_and_static_files_are_served_with_security_headers(client):
     assert '<script type="module" src="/static/app.js">' in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert page.headers["x-content-type-options"] == "nosniff"
-    script = client.get("/static/app.js")
-    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
-    # Data reaches the page through textContent only.
-    assert ".innerHTML" not in script.text and "insertAdjacentHTML" not in script.text
+    for name in ("app.js", "memory.js", "training.js"):  # app.js imports the other two
+        script = client.get(f"/static/{name}")
+        assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+        # Data reaches the page through textContent only.
+        assert ".innerHTML" not in script.text and "insertAdjacentHTML" not in script.text
+        assert "outerHTML" not in script.text and "document.write" not in script.text
     assert client.get("/api/models").headers["content-security-policy"]
 
 
@@ -253,7 +255,90 @@ def test_training_returns_the_runs_records_with_nan_as_null(client):
         {"epoch": 1, "valid_ppl": 12.5}, {"epoch": 2, "valid_ppl": None}]
 
 
+def test_generate_events_carry_the_ids_of_the_token_and_of_its_alternatives(client, folders):
+    lm = LM.load(folders / "words")
+    events = stream_events(client.get("/api/generate", params={"model": "words", "length": 5,
+                                                               "seed": 1, "top_k": 3}))
+    for event in events[:-1]:
+        assert event["id"] == lm.vocab.stoi[event["token"]]
+        assert [lm.vocab.itos[i] for i in event["top_ids"]] == [t for t, _ in event["top"]]
+
+
+def test_a_branch_continues_exactly_from_the_ids_after_the_prime(client, folders):
+    from rnnlab.lm.generate import sample_ids
+
+    lm = LM.load(folders / "words")
+    stoi = lm.vocab.stoi
+    # "</s>" (a line end) and the token with spaces would not survive being written out and
+    # tokenised again: the ids are read as they are.
+    after = [stoi["sat"], stoi["</s>"], stoi[WORDS[-1]], stoi["on"]]
+    response = client.get("/api/generate", params={
+        "model": "words", "prime": "the cat", "ids": ".".join(map(str, after)), "length": 6,
+        "seed": 4, "top_k": 5})
+    events = stream_events(response)
+    assert events[0] == {"branch": "on", "piece": " on"}
+    assert events[-1] == {"done": True, "tokens": 6, "seed": 4}
+    context = lm.pipeline.start_ids(lm.vocab) + lm.vocab.encode(["the", "cat"]) + after
+    expected = sample_ids(lm.model, context, 6, 1.0, 5, 1.0, 4, 0, None, None, None)
+    assert [e["id"] for e in events[1:-1]] == list(expected)
+    # The pieces continue the text so far, in which "</s>" started a line.
+    written = "the cat sat\n" + WORDS[-1] + " on"
+    tokens = [e["token"] for e in events[1:-1]]
+    assert "".join(e["piece"] for e in events[1:-1]) == "".join(lm.pipeline.pieces(tokens, after=written))
+    first_line = client.get("/api/generate", params={"model": "words", "ids": stoi["</s>"],
+                                                     "length": 1, "seed": 0})
+    assert stream_events(first_line)[0] == {"branch": "</s>", "piece": "\n"}
+
+
+@pytest.mark.parametrize("ids", ["x", "1.x", "1..2", "1.", "99", "²", "1" * 12, "-1",
+                                 ".".join(["1"] * (MAX_LENGTH + 1))])
+def test_bad_branch_ids_are_one_line_400s(client, ids):
+    response = client.get("/api/generate", params={"model": "words", "ids": ids, "length": 1})
+    assert response.status_code == 400 and "'ids'" in response.json()["error"]
+
+
+def test_tokens_lists_the_tokens_as_the_model_reads_them_and_where_they_are(client):
+    body = client.get("/api/tokens", params={"model": "words", "text": "the Zebra  sat"}).json()
+    assert body == {"tokens": ["</s>", "the", "<unk>", "sat"],
+                    "spans": [None, [0, 3], [4, 9], [11, 14]]}
+    text = "我爱北京𠀋"
+    body = client.get("/api/tokens", params={"model": "zh", "text": text}).json()
+    assert body["tokens"] == ["\n", *text]
+    assert body["spans"] == [None, *([i, i + 1] for i in range(len(text)))]
+    assert client.get("/api/tokens", params={"model": "words"}).status_code == 400
+
+
+def test_runs_lists_the_runs_by_name(client):
+    assert client.get("/api/runs").json() == [{"name": "run"}]
+
+
+def test_training_sample_comes_from_the_latest_checkpoint_loaded_once(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    run.mkdir()
+    client = TestClient(create_app({}, runs={"run": run}), base_url="http://127.0.0.1")
+    params = {"run": "run", "length": 12, "seed": 3}
+    none_yet = client.get("/api/training/sample", params=params)
+    assert none_yet.status_code == 404 and "no checkpoint yet" in none_yet.json()["error"]
+    tiny_lm().save(run / "best", {"epoch": 1})
+    loads = []
+    original = LM.load.__func__
+    monkeypatch.setattr(LM, "load", classmethod(lambda cls, path: (loads.append(path),
+                                                                   original(cls, path))[1]))
+    body = client.get("/api/training/sample", params=params).json()
+    assert body["checkpoint"] == "best" and body["epoch"] == 1 and body["seed"] == 3
+    assert body["text"] == "".join(tiny_lm().write("", length=12, seed=3))
+    assert client.get("/api/training/sample", params=params).json() == body
+    assert len(loads) == 1  # polling does not load the same checkpoint again
+    tiny_lm(seed=1).save(run / "last", {"epoch": 2})
+    newer = client.get("/api/training/sample", params=params).json()
+    assert newer["checkpoint"] == "last" and newer["epoch"] == 2 and len(loads) == 2
+    assert newer["text"] == "".join(tiny_lm(seed=1).write("", length=12, seed=3))
+    too_long = client.get("/api/training/sample", params={**params, "length": 10_000})
+    assert too_long.status_code == 400 and "'length' must be between" in too_long.json()["error"]
+
+
 @pytest.mark.parametrize("path, params", [
+    ("/api/tokens", {"text": "the"}),
     ("/api/score", {"text": "the"}),
     ("/api/generate", {"length": 2}),
     ("/api/activations", {"text": "the"}),
@@ -266,7 +351,7 @@ def test_names_outside_the_tables_are_404(client, folders, path, params, name):
 
 
 @pytest.mark.parametrize("path, key", [("/api/vectors/neighbours?word=king", "vectors"),
-                                       ("/api/training?", "run")])
+                                       ("/api/training?", "run"), ("/api/training/sample?", "run")])
 def test_vectors_and_runs_by_path_are_404(client, folders, path, key):
     for name in ["../vectors.txt", str(folders / "vectors.txt"), str(folders / "run"), "run/.."]:
         response = client.get(f"{path}&{key}={name}")

@@ -34,6 +34,8 @@ MAX_TEXT_CHARS = 5000  # a page of text: every view answers it within seconds on
 MAX_LENGTH = 2000  # tokens one generation may ask for
 MAX_TOPN = 100
 MAX_MAP_WORDS = 200
+MAX_SAMPLE = 500  # tokens of a training run's sample: seconds on a CPU at most
+CHECKPOINTS = ("last", "best")  # a run's model folders, in the order training writes them
 
 
 def create_app(models: dict[str, LM], vectors: dict[str, WordVectors] | None = None,
@@ -51,11 +53,14 @@ def create_app(models: dict[str, LM], vectors: dict[str, WordVectors] | None = N
         Route("/api/generate", studio.generate),
         Route("/api/score", studio.score),
         Route("/api/activations", studio.activations),
+        Route("/api/tokens", studio.tokens),
         Route("/api/memory", studio.memory),
         Route("/api/vectors/neighbours", studio.neighbours),
         Route("/api/vectors/analogy", studio.analogy),
         Route("/api/vectors/map", studio.word_map),
+        Route("/api/runs", studio.run_list),
         Route("/api/training", studio.training),
+        Route("/api/training/sample", studio.training_sample),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={
@@ -109,6 +114,35 @@ def _named(table: dict, request: Request, name: str, what: str):
     return table[key]
 
 
+def _ids(request: Request, lm: LM) -> list[int]:
+    """The `ids` parameter: vocabulary ids separated by dots (a branch's tokens so far)."""
+    raw = request.query_params.get("ids", "")
+    parts = raw.split(".") if raw else []
+    if len(parts) > MAX_LENGTH:
+        raise RnnlabError(f"'ids' holds at most {MAX_LENGTH} tokens, got {len(parts)}")
+    if not all(p.isascii() and p.isdigit() and len(p) < 10 and int(p) < len(lm.vocab) for p in parts):
+        raise RnnlabError(f"'ids' must be vocabulary ids (0 to {len(lm.vocab) - 1}) separated "
+                          f"by dots, got {raw[:40]!r}")
+    return [int(p) for p in parts]
+
+
+def _spans(text: str, words: list[str]) -> list[list[int] | None]:
+    """Where each token of `text` is in it, [start, end), so that the page can match the tokens
+    of models that cut the text differently; None for one not found as it is (lowercased)."""
+    folded = text.lower() if len(text.lower()) == len(text) else text
+    spans, at = [], 0
+    for word in words:
+        start = text.find(word, at)
+        if start < 0:
+            start = folded.find(word.lower(), at)
+        if start < 0:
+            spans.append(None)
+            continue
+        at = start + len(word)
+        spans.append([start, at])
+    return spans
+
+
 def _half(array: np.ndarray) -> dict:
     """A (T, H) array as float16 bytes in base64: a fifth of its size as JSON numbers."""
     data = np.ascontiguousarray(array, dtype="<f2").tobytes()
@@ -120,6 +154,7 @@ class _Studio:
 
     def __init__(self, models, vectors, runs, jobs: Jobs) -> None:
         self.models, self.vectors, self.runs, self.jobs = models, vectors, runs, jobs
+        self.checkpoints: dict[str, tuple[tuple, LM]] = {}  # run name -> (file stamp, model)
 
     def _model(self, request: Request) -> LM:
         return _named(self.models, request, "model", "model")
@@ -148,7 +183,10 @@ class _Studio:
             _number(request, "lines", int, None, 0, 99),
             _text(request, "acrostic", required=False) or None,
             _flag(request, "rhyme"),
-            request.query_params.get("script") or None)
+            request.query_params.get("script") or None,
+            # A branch: the tokens written after the prime so far, read exactly as ids (written
+            # out and tokenised again they could differ: a line end, a token with spaces).
+            tuple(_ids(request, lm)))
         options.check()
         # Reading the prime against the form, and the first rhyme table or OpenCC, take a moment.
         prepared = await anyio.to_thread.run_sync(options.prepare, lm)
@@ -180,6 +218,13 @@ class _Studio:
         return JSONResponse({"tokens": acts.tokens, "layer": layer, "kinds": list(arrays),
                              "arrays": {name: _half(a) for name, a in chosen.items()}})
 
+    async def tokens(self, request: Request) -> JSONResponse:
+        lm, text = self._model(request), _text(request, "text")
+        words = lm.pipeline.tokenize(text)
+        ids, _ = lm.pipeline.encode_prompt(text, lm.vocab)
+        tokens = [lm.vocab.itos[i] for i in lm.pipeline.start_ids(lm.vocab) + ids]
+        return JSONResponse({"tokens": tokens, "spans": [None, *_spans(text, words)]})
+
     async def memory(self, request: Request) -> JSONResponse:
         lm, text = self._model(request), _text(request, "text")
         position = _number(request, "position", int, 1, 1, MAX_TEXT_CHARS)
@@ -208,6 +253,9 @@ class _Studio:
         coords, share = wv.pca(words)
         return JSONResponse({"words": words, "points": coords.tolist(), "share": share.tolist()})
 
+    async def run_list(self, request: Request) -> JSONResponse:
+        return JSONResponse([{"name": name} for name in self.runs])
+
     async def training(self, request: Request) -> JSONResponse:
         run = _named(self.runs, request, "run", "training run")
         metrics = run / "metrics.jsonl"
@@ -221,3 +269,43 @@ class _Studio:
         # A diverged epoch records NaN or Infinity, which JSON (and the browser) cannot read.
         return JSONResponse([{k: None if isinstance(v, float) and not math.isfinite(v) else v
                               for k, v in record.items()} for record in records])
+
+    async def training_sample(self, request: Request) -> JSONResponse:
+        name = request.query_params.get("run", "")
+        run = _named(self.runs, request, "run", "training run")
+        length = _number(request, "length", int, 200, 1, MAX_SAMPLE)
+        seed = _number(request, "seed", int, 0, 0, 2**63 - 1)
+        temperature = _number(request, "temperature", float, 1.0, 1e-3, 100.0)
+        found = _latest_checkpoint(run)
+        if found is None:
+            return _error(404, f"run {name!r} has no checkpoint yet: it appears when the first "
+                               f"epoch ends")
+        folder, stamp = found
+        cached = self.checkpoints.get(name)
+        if cached is None or cached[0] != stamp:
+            # Loaded again only when training has written a new checkpoint since.
+            lm = await anyio.to_thread.run_sync(LM.load, folder)
+            self.checkpoints[name] = cached = (stamp, lm)
+        lm = cached[1]
+        pieces = await anyio.to_thread.run_sync(
+            lambda: list(lm.write("", length=length, temperature=temperature, seed=seed)))
+        return JSONResponse({"run": name, "checkpoint": folder.name, "epoch": lm.config.get("epoch"),
+                             "level": lm.pipeline.level, "seed": seed, "text": "".join(pieces)})
+
+
+def _latest_checkpoint(run: Path) -> tuple[Path, tuple] | None:
+    """The run's most recently written model folder with a stamp that changes when it is
+    rewritten, or None while there is none."""
+    found = []
+    for name in CHECKPOINTS:
+        try:
+            stat = (run / name / "model.safetensors").stat()
+            config = (run / name / "config.json").stat()
+        except OSError:
+            continue  # not written yet, or being swapped in by atomic_dir right now
+        found.append((stat.st_mtime_ns, run / name, (name, stat.st_mtime_ns, stat.st_size,
+                                                     config.st_mtime_ns)))
+    if not found:
+        return None
+    _, folder, stamp = max(found, key=lambda f: f[0])
+    return folder, stamp

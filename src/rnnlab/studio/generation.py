@@ -66,6 +66,7 @@ class Options:
     acrostic: str | None = None
     rhyme: bool = False
     script: str | None = None
+    after: tuple[int, ...] = ()  # a branch: the ids written after the prime so far
 
     def check(self) -> None:
         """Raise RnnlabError for a setting that has no meaning."""
@@ -73,9 +74,15 @@ class Options:
         make_form(self.form, self.lines, self.acrostic, 0, self.rhyme)
 
     def prepare(self, lm: LM) -> Prepared:
-        """The generation ready for its first draw (the prime read against the form)."""
-        return lm.prepare(self.prime, self.length, 0, self.form, self.lines, self.acrostic,
-                          self.rhyme, self.script)
+        """The generation ready for its first draw: the prime, then a branch's ids, read
+        against the form."""
+        prepared = lm.prepare(self.prime, self.length, 0, self.form, self.lines, self.acrostic,
+                              self.rhyme, self.script)
+        prepared.context.extend(self.after)
+        if prepared.decoder is not None and self.after:
+            prepared.decoder.read_prime([lm.vocab.itos[i] for i in self.after])
+            prepared.length = prepared.decoder.max_tokens()
+        return prepared
 
 
 def _event(data: dict) -> str:
@@ -92,11 +99,18 @@ def _read(lm: LM, ids: list[int]):
 async def events(lm: LM, prepared: Prepared, options: Options, jobs: Jobs,
                  request) -> AsyncIterator[str]:
     """The event stream of one generation `prepared` by `options.prepare`; the caller has
-    reserved its place in `jobs`. A model that fails mid-way (non-finite logits) ends the
-    stream with an "error" event."""
+    reserved its place in `jobs`. A branch's chosen token (the last of `options.after`) comes
+    first, as the page cannot tell how it is spaced. A model that fails mid-way (non-finite
+    logits) ends the stream with an "error" event."""
     try:
+        written = options.prime
+        if options.after:
+            words = [prepared.token(lm.vocab.itos[i]) for i in options.after]
+            pieces = list(lm.pipeline.pieces(words, after=written))
+            written += "".join(pieces)
+            yield _event({"branch": words[-1], "piece": pieces[-1]})
         async with jobs.slots:
-            async for event in _tokens(lm, prepared, options, request):
+            async for event in _tokens(lm, prepared, options, request, written):
                 yield event
     except RnnlabError as e:
         yield _event({"error": str(e)})
@@ -104,11 +118,12 @@ async def events(lm: LM, prepared: Prepared, options: Options, jobs: Jobs,
         jobs.release()
 
 
-async def _tokens(lm: LM, prepared: Prepared, options: Options, request) -> AsyncIterator[str]:
+async def _tokens(lm: LM, prepared: Prepared, options: Options, request,
+                  written: str) -> AsyncIterator[str]:
     logits, state = await anyio.to_thread.run_sync(_read, lm, prepared.context)
     seed = options.seed if options.seed is not None else random.randrange(2**31)
     generator = torch.Generator().manual_seed(seed)
-    written, count, decoder = options.prime, 0, prepared.decoder
+    count, decoder = 0, prepared.decoder
     for _ in range(0 if decoder is not None and decoder.done else prepared.length):
         if await request.is_disconnected():
             return
@@ -120,14 +135,17 @@ async def _tokens(lm: LM, prepared: Prepared, options: Options, request) -> Asyn
         j = draw(probs, generator)
         token = j if allowed is None else int(allowed[j])
         top_p, top_j = torch.topk(probs, min(TOP, len(probs)))
-        top = [[prepared.token(lm.vocab.itos[i if allowed is None else int(allowed[i])]), round(p, 5)]
-               for p, i in zip(top_p.tolist(), top_j.tolist()) if p > 0 or decoder is None]
+        top_ids = [i if allowed is None else int(allowed[i]) for i in top_j.tolist()]
+        top = [[prepared.token(lm.vocab.itos[i]), round(p, 5)]
+               for p, i in zip(top_p.tolist(), top_ids) if p > 0 or decoder is None]
+        top_ids = top_ids[: len(top)]  # the masked tokens (probability 0) are left out
         word = prepared.token(lm.vocab.itos[token])
         piece = next(lm.pipeline.pieces([word], after=written))
         written += piece
         count += 1
-        yield _event({"token": word, "piece": piece, "prob": round(float(probs[j]), 5),
-                      "top": top})
+        # The ids let the page branch: it sends back the tokens so far exactly (?ids=).
+        yield _event({"token": word, "id": token, "piece": piece,
+                      "prob": round(float(probs[j]), 5), "top": top, "top_ids": top_ids})
         if decoder is not None and decoder.advance(token):
             break
         logits, state = await anyio.to_thread.run_sync(lm.step, token, state)

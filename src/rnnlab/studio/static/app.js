@@ -1,10 +1,15 @@
 // The studio's page. Every piece of model output or user text reaches the page through
 // textContent (never innerHTML), so a vocabulary token that looks like HTML stays text.
 
+import { initMemory } from "./memory.js";
+import { initTraining } from "./training.js";
+
 const $ = (id) => document.getElementById(id);
 const ROW = 14; // heat map row height in pixels, the same as the token labels' (style.css)
 let models = [];
 let source = null; // the running generation's EventSource
+let settings = {}; // the settings of the text in #output, which a branch keeps
+const tokenEvents = new WeakMap(); // each token span of #output -> the event it came from
 
 function status(message, isError = false) {
   $("status").textContent = message;
@@ -46,7 +51,9 @@ function showModel() {
   if (!m) return;
   $("model-info").textContent =
     `${m.level} level, ${m.mode} mode, ${m.layers} × ${m.hidden_size} ${m.cell}, ${m.vocab_size} tokens`;
-  $("layer").replaceChildren(...Array.from({ length: m.layers }, (_, k) => new Option(String(k + 1), String(k))));
+  // Value = label (layers counted from 1): with value k under label k + 1, a choice by text
+  // ("2") could pick the wrong layer; the API counts from 0 (read() subtracts one).
+  $("layer").replaceChildren(...Array.from({ length: m.layers }, (_, k) => new Option(String(k + 1))));
 }
 
 // -- Write ------------------------------------------------------------------------------------
@@ -59,10 +66,12 @@ function shade(prob) {
 function showDistribution(span, event) {
   for (const other of document.querySelectorAll(".token.selected")) other.classList.remove("selected");
   span.classList.add("selected");
-  const rows = event.top.map(([token, prob]) => {
+  const rows = event.top.map(([token, prob], k) => {
     const tr = document.createElement("tr");
-    if (token === event.token) tr.className = "chosen";
-    tr.append(cell(token), bar(prob), cell(prob.toFixed(3), "num"));
+    tr.className = token === event.token ? "candidate chosen" : "candidate";
+    tr.title = "continue the text from here with this token";
+    tr.append(cell(token === "\n" ? "⏎" : token), bar(prob), cell(prob.toFixed(3), "num"));
+    tr.addEventListener("click", () => branch(span, event, k));
     return tr;
   });
   $("top").replaceChildren(...rows);
@@ -75,20 +84,22 @@ function stop() {
   $("stop").disabled = true;
 }
 
-function start() {
-  stop();
-  const params = { model: $("model").value, prime: $("prime").value };
-  for (const name of ["length", "temperature", "top_k", "top_p", "seed", "form", "lines", "acrostic", "script"]) {
-    if ($(name).value !== "") params[name] = $(name).value;
-  }
-  if ($("rhyme").checked) params.rhyme = "true";
+function tokenSpan(event, piece, className = "token") {
+  const span = document.createElement("span");
+  span.className = className;
+  span.textContent = piece;
+  span.title = `${event.token}  p = ${event.prob.toFixed(3)}`;
+  span.style.backgroundColor = shade(event.prob);
+  span.addEventListener("click", () => showDistribution(span, event));
+  tokenEvents.set(span, event);
+  return span;
+}
+
+function stream(params, firstEvent) {
+  // One generation into #output, after what is there; `firstEvent` is what a branch's
+  // leading piece (its chosen token) shows when clicked.
   const url = new URL("/api/generate", location.href);
   for (const [key, value] of Object.entries(params)) url.searchParams.set(key, value);
-  const prime = document.createElement("span");
-  prime.className = "prime";
-  prime.textContent = params.prime;
-  $("output").replaceChildren(prime);
-  $("top").replaceChildren();
   $("start").disabled = true;
   $("stop").disabled = false;
   status("generating…");
@@ -100,16 +111,12 @@ function start() {
       status(event.error, true);
       stop();
     } else if (event.done) {
-      status(`${event.tokens} tokens, seed ${event.seed}`);
+      status(`${event.tokens} tokens, seed ${event.seed}${firstEvent ? ", after the branch" : ""}`);
       stop();
+    } else if (event.branch !== undefined) {
+      $("output").append(tokenSpan(firstEvent, event.piece, "token branch"));
     } else {
-      const span = document.createElement("span");
-      span.className = "token";
-      span.textContent = event.piece;
-      span.title = `${event.token}  p = ${event.prob.toFixed(3)}`;
-      span.style.backgroundColor = shade(event.prob);
-      span.addEventListener("click", () => showDistribution(span, event));
-      $("output").append(span);
+      $("output").append(tokenSpan(event, event.piece));
       count += 1;
     }
   };
@@ -118,6 +125,38 @@ function start() {
     status(count ? "the generation stopped: the server went away" : "the server refused this generation: check the settings", true);
     stop();
   };
+}
+
+function start() {
+  stop();
+  const params = { model: $("model").value, prime: $("prime").value };
+  for (const name of ["length", "temperature", "top_k", "top_p", "seed", "form", "lines", "acrostic", "script"]) {
+    if ($(name).value !== "") params[name] = $(name).value;
+  }
+  if ($("rhyme").checked) params.rhyme = "true";
+  settings = params;
+  const prime = document.createElement("span");
+  prime.className = "prime";
+  prime.textContent = params.prime;
+  $("output").replaceChildren(prime);
+  $("top").replaceChildren();
+  stream(params, null);
+}
+
+function branch(span, event, k) {
+  // Cut the text before the clicked token, put candidate k in its place and write on from
+  // there with the same settings; the tokens so far go back as ids, so they are read exactly.
+  stop();
+  const kept = [];
+  for (let node = span.previousElementSibling; node; node = node.previousElementSibling) {
+    if (tokenEvents.has(node)) kept.unshift(tokenEvents.get(node).id);
+  }
+  while (span.nextSibling) span.nextSibling.remove();
+  span.remove();
+  const [token, prob] = event.top[k];
+  const chosen = { ...event, token, prob, id: event.top_ids[k] };
+  $("top").replaceChildren();
+  stream({ ...settings, ids: [...kept, chosen.id].join(".") }, chosen);
 }
 
 // -- Read -------------------------------------------------------------------------------------
@@ -146,7 +185,7 @@ function colour(value, scale) {
 async function read() {
   const kind = $("kind").value;
   status("reading…");
-  const result = await api("/api/activations", { model: $("model").value, text: $("read-text").value, layer: $("layer").value, kind });
+  const result = await api("/api/activations", { model: $("model").value, text: $("read-text").value, layer: Number($("layer").value) - 1, kind });
   const kinds = result.kinds.map((k) => new Option(k, k, false, k === kind));
   $("kind").replaceChildren(...kinds);
   const { shape, float16 } = result.arrays[kind];
@@ -216,6 +255,8 @@ async function init() {
   $("kind").addEventListener("change", guarded(read));
   $("layer").addEventListener("change", guarded(read));
   $("score-go").addEventListener("click", guarded(score));
+  initMemory({ api, status, models: () => models, currentModel });
+  initTraining({ api, status });
   showView("write");
 }
 
