@@ -1,6 +1,8 @@
 // The studio's page. Every piece of model output or user text reaches the page through
 // textContent (never innerHTML), so a vocabulary token that looks like HTML stays text.
 
+import { download, setupVectors } from "./vectors.js";
+
 const $ = (id) => document.getElementById(id);
 const ROW = 14; // heat map row height in pixels, the same as the token labels' (style.css)
 let models = [];
@@ -215,6 +217,11 @@ async function init() {
   $("kind").addEventListener("change", guarded(read));
   $("layer").addEventListener("change", guarded(read));
   $("score-go").addEventListener("click", guarded(score));
+  $("read-export").addEventListener("click", guarded(async () => {
+    const saved = await download("/api/export/activations", { model: $("model").value, text: $("read-text").value, format: "npz" }, "activations.npz");
+    status(`saved ${saved}: every layer's h, C and gates as float32 arrays, and the tokens`);
+  }));
+  await setupVectors({ api, status, guarded, showView });
   showView("write");
 }
 
