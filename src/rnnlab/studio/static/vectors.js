@@ -150,8 +150,14 @@ class WordMap {
       // side when all four are taken, since it must be read.
       const spots = [[x + 4, y - LABEL_HEIGHT / 2], [x - 4 - width, y - LABEL_HEIGHT / 2],
         [x - width / 2, y - 4 - LABEL_HEIGHT], [x - width / 2, y + 4]];
-      const spot = spots.map(([x0, y0]) => [x0, y0, x0 + width, y0 + LABEL_HEIGHT]).find((box) => !placed.overlaps(box));
-      const box = spot || (special(this.words[i]) ? [x + 4, y - LABEL_HEIGHT / 2, x + 4 + width, y + LABEL_HEIGHT / 2] : null);
+      if (special(this.words[i])) { // further out, rather than over another highlighted label
+        for (const k of [1, -1, 2, -2]) spots.push([x + 4, y - LABEL_HEIGHT / 2 + k * (LABEL_HEIGHT + 2)]);
+      }
+      const boxes = spots.map(([x0, y0]) => [x0, y0, x0 + width, y0 + LABEL_HEIGHT]);
+      let box = boxes.find((b) => !placed.overlaps(b)) || null;
+      if (!box && special(this.words[i])) { // where it covers the least of the others
+        box = boxes.reduce((best, b) => (placed.overlap(b) < placed.overlap(best) ? b : best));
+      }
       if (box) {
         placed.add(box);
         shown[i] = box;
@@ -275,6 +281,16 @@ class Grid {
       b[0] < box[2] && box[0] < b[2] && b[1] < box[3] && box[1] < b[3]));
   }
 
+  overlap(box) {
+    let area = 0;
+    for (const key of this.keys(box)) {
+      for (const b of this.cells.get(key) || []) {
+        area += Math.max(0, Math.min(b[2], box[2]) - Math.max(b[0], box[0])) * Math.max(0, Math.min(b[3], box[3]) - Math.max(b[1], box[1]));
+      }
+    }
+    return area;
+  }
+
   add(box) {
     for (const key of this.keys(box)) {
       if (!this.cells.has(key)) this.cells.set(key, []);
@@ -311,6 +327,7 @@ export async function setupVectors({ api, status, guarded, showView }) {
   const canvas = element("canvas", { id: "map-canvas" });
   const picked = element("h2", { id: "map-picked", text: "Neighbours" });
   const pickedRows = element("table", { id: "map-neighbours" });
+  const pickedHint = element("p", { className: "hint", text: "Click a word on the map to see its nearest neighbours here and on the map." });
 
   const section = element("section", { id: "vectors", className: "view", hidden: true }, [
     element("div", { className: "controls" }, [labelled("Vectors", name), info, exportGo]),
@@ -327,7 +344,7 @@ export async function setupVectors({ api, status, guarded, showView }) {
     element("p", { className: "hint", text: "Wheel: zoom. Drag: pan. Click a word: its nearest neighbours." }),
     element("div", { className: "split" }, [
       element("div", { id: "map-box" }, [canvas]),
-      element("aside", { id: "map-side" }, [picked, pickedRows]),
+      element("aside", { id: "map-side" }, [picked, pickedHint, pickedRows]),
     ]),
   ]);
   document.querySelector("main").append(section);
@@ -338,6 +355,7 @@ export async function setupVectors({ api, status, guarded, showView }) {
     const onMap = near.filter(([w]) => wordMap.words.includes(w)).map(([w]) => w);
     wordMap.highlight(chosen, onMap);
     picked.textContent = `Neighbours of ${chosen}`;
+    pickedHint.hidden = true;
     scoreRows(pickedRows, near);
     for (const [k, tr] of [...pickedRows.rows].entries()) {
       if (onMap.includes(near[k][0])) tr.className = "on-map";
@@ -357,6 +375,7 @@ export async function setupVectors({ api, status, guarded, showView }) {
     wordMap.show(result.words, result.points);
     pickedRows.replaceChildren();
     picked.textContent = "Neighbours";
+    pickedHint.hidden = false;
     if (search.value) wordMap.find(search.value);
     const share = result.share ? `, the axes explain ${(100 * (result.share[0] + result.share[1])).toFixed(1)}% of the variance` : "";
     status(`${result.words.length} words by ${result.method === "tsne" ? "t-SNE" : "PCA"}${share}`);
