@@ -46,7 +46,8 @@ def test_model_commands_take_a_device(name):
     assert device.default == "auto" and device.help == DEVICE_HELP
 
 
-@pytest.mark.parametrize("name", ["embed", "similar", "analogy", "vectors-eval", "vectors-plot"])
+@pytest.mark.parametrize("name", ["embed", "similar", "analogy", "vectors-eval", "vectors-plot",
+                                  "vectors-projector"])
 def test_word_vector_commands_say_they_run_on_the_cpu(name):
     parser = subcommand(name)
     assert "CPU" in parser.description and "no GPU path" in parser.description

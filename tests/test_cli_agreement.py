@@ -35,7 +35,7 @@ def options(command: str) -> set[str]:
 def test_every_torch_command_takes_threads_and_device():
     for command in ("train", "evaluate", "score", "generate", "gradflow"):
         assert {"--threads", "--device"} <= options(command), command
-    for command in ("embed", "similar", "analogy", "vectors-eval", "vectors-plot"):
+    for command in ("embed", "similar", "analogy", "vectors-eval", "vectors-plot", "vectors-projector"):
         assert "--threads" in options(command) and "--device" not in options(command), command
 
 
@@ -48,7 +48,7 @@ def test_one_name_per_idea_old_spellings_kept():
         assert {"--no-progress", "--quiet"} <= options(command), command
     for command in ("train", "embed", "evaluate"):
         assert "--data-dir" in options(command), command
-    for command in ("train", "embed", "demo", "gradflow", "vectors-plot"):
+    for command in ("train", "embed", "demo", "gradflow", "vectors-plot", "vectors-projector"):
         assert "--overwrite" in options(command), command
 
 

@@ -250,6 +250,200 @@ def test_vectors_neighbours_analogy_and_map(client, folders):
     assert unknown.status_code == 400 and "zebra" in unknown.json()["error"]
 
 
+def test_vectors_are_listed_by_name(client):
+    assert client.get("/api/vectors").json() == [{"name": "vec", "words": 5, "dim": 4, "counts": False}]
+
+
+def test_doesnt_match_names_the_odd_word_out(client, folders):
+    wv = WordVectors.load(folders / "vectors.txt")
+    body = client.get("/api/vectors/doesnt_match", params={"vectors": "vec",
+                                                           "words": "king, queen,man,apple"}).json()
+    assert body["word"] == wv.doesnt_match(["king", "queen", "man", "apple"])
+    assert [w for w, _ in body["scores"]] == ["king", "queen", "man", "apple"]
+    assert min(body["scores"], key=lambda p: p[1])[0] == body["word"]
+
+
+@pytest.mark.parametrize("params, status, message", [
+    ({"words": "king"}, 400, "at least two words"),
+    ({"words": "king,zebra"}, 400, "'zebra'"),
+    ({"words": ",".join(["king"] * 101)}, 400, "at most 100 words"),
+    ({"words": "king,queen", "vectors": "../vectors.txt"}, 404, "no word vectors named"),
+])
+def test_bad_doesnt_match_requests(client, params, status, message):
+    response = client.get("/api/vectors/doesnt_match", params={"vectors": "vec", **params})
+    assert response.status_code == status and message in response.json()["error"]
+
+
+def clustered_vectors(n: int = 30, dim: int = 8, seed: int = 0) -> WordVectors:
+    """Two well-separated clusters: a0..a{n-1} around +e0, b0..b{n-1} around -e0."""
+    rng = np.random.default_rng(seed)
+    centre = np.zeros(dim)
+    centre[0] = 5
+    rows = np.vstack([centre + rng.normal(size=(n, dim)), -centre + rng.normal(size=(n, dim))])
+    return WordVectors([f"a{i}" for i in range(n)] + [f"b{i}" for i in range(n)], rows.astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def cluster_client():
+    app = create_app({}, {"two": clustered_vectors(), "zh": WordVectors(
+        ["北京", "上海", "猫", "狗"], np.eye(4, dtype=np.float32))})
+    return TestClient(app, base_url="http://127.0.0.1")
+
+
+@pytest.mark.parametrize("method", ["pca", "tsne"])
+def test_map_of_the_most_frequent_words_separates_clusters(cluster_client, method):
+    body = cluster_client.get("/api/vectors/map", params={"vectors": "two", "top": 60,
+                                                          "method": method}).json()
+    assert body["method"] == method and len(body["words"]) == len(body["points"]) == 60
+    points = np.array(body["points"])
+    a, b = points[:30], points[30:]
+    gap = np.linalg.norm(a.mean(axis=0) - b.mean(axis=0))
+    assert gap > 2 * max(a.std(axis=0).max(), b.std(axis=0).max())
+    again = cluster_client.get("/api/vectors/map", params={"vectors": "two", "top": 60,
+                                                           "method": method}).json()
+    assert again == body  # seeded, and cached
+    default = cluster_client.get("/api/vectors/map", params={"vectors": "two"}).json()
+    assert len(default["words"]) == 60 and default["method"] == "pca"  # 300 asked, 60 there
+
+
+@pytest.mark.parametrize("params, status, message", [
+    ({"method": "umap"}, 400, "'method' must be one of pca, tsne"),
+    ({"top": 1}, 400, "'top' must be between 2 and 1000"),
+    ({"top": 1001}, 400, "'top' must be between 2 and 1000"),
+    ({"words": ",".join(f"w{i}" for i in range(1001))}, 400, "at most 1000 words"),
+    ({"words": "a0,zebra"}, 400, "'zebra'"),
+    ({"vectors": "/tmp/two"}, 404, "no word vectors named"),
+])
+def test_bad_map_requests(cluster_client, params, status, message):
+    response = cluster_client.get("/api/vectors/map", params={"vectors": "two", **params})
+    assert response.status_code == status and message in response.json()["error"]
+
+
+def parse_tsv(text: str) -> list[list[str]]:
+    assert text.endswith("\n")
+    return [line.split("\t") for line in text[:-1].split("\n")]
+
+
+def test_projector_export_is_two_tsv_downloads(cluster_client):
+    wv = clustered_vectors()
+    vectors = cluster_client.get("/api/export/projector", params={"vectors": "two", "part": "vectors"})
+    assert vectors.status_code == 200 and vectors.headers["content-type"].startswith("text/tab-separated")
+    assert vectors.headers["content-disposition"].startswith("attachment;")
+    assert 'filename="two-vectors.tsv"' in vectors.headers["content-disposition"]
+    rows = parse_tsv(vectors.text)
+    assert len(rows) == 60 and {len(r) for r in rows} == {8}
+    np.testing.assert_allclose(np.array(rows, dtype=np.float32), wv.vectors, rtol=1e-6, atol=1e-6)
+    metadata = cluster_client.get("/api/export/projector", params={"vectors": "two", "part": "metadata"})
+    assert 'filename="two-metadata.tsv"' in metadata.headers["content-disposition"]
+    assert metadata.text.split("\n")[:-1] == wv.index_to_key  # one column: no header
+    top = cluster_client.get("/api/export/projector", params={"vectors": "two", "top": 5})
+    assert len(parse_tsv(top.text)) == 5  # part=vectors by default
+    zh = cluster_client.get("/api/export/projector", params={"vectors": "zh", "part": "metadata"})
+    assert zh.content.decode("utf-8") == "北京\n上海\n猫\n狗\n"
+    assert "filename*=UTF-8''zh-metadata.tsv" in zh.headers["content-disposition"]
+
+
+@pytest.mark.parametrize("params, status, message", [
+    ({"part": "labels"}, 400, "'part' must be one of vectors, metadata"),
+    ({"top": 0}, 400, "'top' must be between 1 and 60"),
+    ({"top": 61}, 400, "'top' must be between 1 and 60"),
+    ({"vectors": "../two"}, 404, "no word vectors named"),
+    ({"vectors": ""}, 404, "no word vectors named"),
+])
+def test_bad_projector_exports(cluster_client, params, status, message):
+    response = cluster_client.get("/api/export/projector", params={"vectors": "two", **params})
+    assert response.status_code == status and message in response.json()["error"]
+
+
+def test_projector_labels_never_break_the_projectors_lines():
+    from rnnlab.word2vec.projector import metadata_tsv, projector_label
+
+    words = ["a\tb", "line\nbreak", "cr\r", " ", "\u3000", "\ufeff", "back\\slash", "猫", "<b>"]
+    labels = [projector_label(w) for w in words]
+    assert labels == ["a\\tb", "line\\nbreak", "cr\\r", "\\u0020", "\\u3000", "\\ufeff",
+                      "back\\\\slash", "猫", "<b>"]
+    wv = WordVectors(words, np.ones((len(words), 2), dtype=np.float32))
+    lines = "".join(metadata_tsv(wv)).split("\n")[:-1]
+    # As the Projector reads it: one line per word, none blank, no tab (which would be a header).
+    assert len(lines) == len(words) and all(line.strip() and "\t" not in line for line in lines)
+
+
+def test_activations_export_as_npz_holds_every_layer_and_kind(client, folders):
+    import io
+
+    text = "我爱北京𠀋"
+    response = client.get("/api/export/activations", params={"model": "zh", "text": text, "format": "npz"})
+    assert response.status_code == 200
+    assert 'filename="zh-activations.npz"' in response.headers["content-disposition"]
+    lm = LM.load(folders / "zh")
+    acts = lm.activations(text)
+    with np.load(io.BytesIO(response.content)) as npz:  # no pickles needed
+        assert list(npz["tokens"]) == acts.tokens == ["\n", *text]
+        assert list(npz["token_ids"]) == [lm.vocab.stoi[t] for t in acts.tokens]
+        names = {f"layer{k}_{kind}" for k in range(2) for kind in ("h", "C", "i", "f", "o")}
+        assert set(npz.files) == names | {"tokens", "token_ids"}
+        for k in range(2):
+            for kind, array in acts.layers[k].items():
+                stored = npz[f"layer{k}_{kind}"]
+                assert stored.dtype == np.float32 and stored.shape == (len(text) + 1, 8)
+                np.testing.assert_allclose(stored, array, rtol=1e-6)
+    default = client.get("/api/export/activations", params={"model": "words", "text": "the cat"})
+    with np.load(io.BytesIO(default.content)) as npz:
+        assert list(npz["tokens"]) == ["</s>", "the", "cat"] and npz["layer0_h"].shape == (3, 8)
+
+
+def test_activations_export_as_lstmvis_project(client, folders):
+    import io
+    import zipfile
+
+    h5py = pytest.importorskip("h5py")
+    text = "我爱北京\n𠀋"
+    response = client.get("/api/export/activations", params={"model": "zh", "text": text, "format": "hdf5"})
+    assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
+    assert 'filename="zh-lstmvis.zip"' in response.headers["content-disposition"]
+    lm = LM.load(folders / "zh")
+    acts = lm.activations(text)
+    with zipfile.ZipFile(io.BytesIO(response.content)) as z:
+        assert sorted(z.namelist()) == ["zh/lstm.yml", "zh/states.h5", "zh/train.h5", "zh/words.dict"]
+        with h5py.File(io.BytesIO(z.read("zh/states.h5"))) as states:
+            assert set(states) == {f"{p}{k}" for k in (1, 2) for p in ("states", "output", "gate_i",
+                                                                      "gate_f", "gate_o")}
+            np.testing.assert_allclose(states["states2"][()], acts.layers[1]["C"], rtol=1e-6)
+            np.testing.assert_allclose(states["output1"][()], acts.layers[0]["h"], rtol=1e-6)
+        with h5py.File(io.BytesIO(z.read("zh/train.h5"))) as words:
+            ids = words["word_ids"][()].tolist()
+        # As LSTMVis reads the dictionary: "word id" per line, split at white space.
+        entries = [line.split() for line in z.read("zh/words.dict").decode("utf-8").splitlines()]
+        assert all(len(e) == 2 for e in entries) and len(entries) == len(lm.vocab)
+        mapper = {int(i): w for w, i in entries}
+        assert [mapper[i] for i in ids] == ["⏎", "我", "爱", "北", "京", "⏎", "𠀋"]
+        config = z.read("zh/lstm.yml").decode("utf-8")
+        assert "{type: state, layer: 2, path: states2}" in config
+        assert "{type: output, layer: 1, path: output1}" in config and 'name: "zh"' in config
+
+
+def test_activations_export_without_h5py_is_a_clear_400(client, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    response = client.get("/api/export/activations", params={"model": "words", "text": "the",
+                                                             "format": "hdf5"})
+    assert response.status_code == 400 and "needs h5py" in response.json()["error"]
+
+
+@pytest.mark.parametrize("params, status, message", [
+    ({"format": "csv"}, 400, "'format' must be one of npz, hdf5"),
+    ({"text": "x" * (MAX_TEXT_CHARS + 1)}, 400, "longer than"),
+    ({"text": None}, 400, "'text' is missing"),
+    ({"model": "../words"}, 404, "no model named"),
+    ({"model": "/tmp/words"}, 404, "no model named"),
+])
+def test_bad_activation_exports(client, params, status, message):
+    query = {k: v for k, v in {"model": "words", "text": "the cat", **params}.items() if v is not None}
+    response = client.get("/api/export/activations", params=query)
+    assert response.status_code == status and message in response.json()["error"]
+
+
 def test_training_returns_the_runs_records_with_nan_as_null(client):
     assert client.get("/api/training", params={"run": "run"}).json() == [
         {"epoch": 1, "valid_ppl": 12.5}, {"epoch": 2, "valid_ppl": None}]

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("starlette", reason="the studio extra (starlette) is not installed")
@@ -31,6 +32,47 @@ RECORDS = [{"epoch": e, "train_loss": t, "train_ppl": math.exp(t), "valid_loss":
             "valid_ppl": math.exp(v), "lr": 1.0} for e, t, v in [(1, 2.0, 2.1), (2, 1.6, 1.8)]]
 
 
+TOPICS = {  # words near each other in the made-up vectors below, one topic per direction
+    "animals": "cat dog horse cow sheep goat mouse rabbit lion tiger bear wolf fox deer pig duck",
+    "colours": "red green blue yellow black white purple orange pink brown grey violet",
+    "numbers": "one two three four five six seven eight nine ten eleven twelve hundred thousand",
+    "food": "bread cheese apple rice soup meat fish cake butter milk egg salt sugar honey",
+    "places": "london paris rome berlin madrid vienna prague dublin lisbon athens oslo",
+}
+
+
+def english_vectors(n: int = 320, dim: int = 16, seed: int = 0):
+    """Topic words around five directions, then filler words and the HTML-looking token."""
+    from rnnlab.word2vec.vectors import WordVectors
+
+    rng = np.random.default_rng(seed)
+    words, rows = [], []
+    for k, topic in enumerate(TOPICS.values()):
+        centre = np.zeros(dim)
+        centre[k] = 4
+        for word in topic.split():
+            words.append(word)
+            rows.append(centre + rng.normal(size=dim))
+    words.append(XSS)
+    rows.append(rows[0] + 0.5 * rng.normal(size=dim))  # the nearest neighbour of "cat"
+    while len(words) < n:
+        words.append(f"w{len(words)}")
+        rows.append(rng.normal(size=dim) * 2)
+    return WordVectors(words, np.array(rows, dtype=np.float32))
+
+
+def chinese_vectors(n: int = 600):
+    """The character embeddings of the ready-made tang model: real Chinese neighbours."""
+    from rnnlab.lm import LM
+    from rnnlab.ready import READY_DIR
+    from rnnlab.word2vec.vectors import WordVectors
+
+    lm = LM.load(READY_DIR / "tang")
+    chars = [t for t in lm.vocab.itos if len(t) == 1 and "\u4e00" <= t <= "\u9fff"][:n]
+    weight = lm.model.embedding.weight.detach().float().numpy()
+    return WordVectors(chars, weight[[lm.vocab.stoi[c] for c in chars]])
+
+
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
@@ -40,6 +82,8 @@ def root(tmp_path_factory):
     run.mkdir()
     (run / "metrics.jsonl").write_text(json.dumps(RECORDS[0]) + "\n")
     tiny_lm().save(run / "best", {"epoch": 1})
+    english_vectors().save(root / "english")  # native folders keep any word
+    chinese_vectors().save(root / "tang-chars")
     return root
 
 
@@ -47,7 +91,8 @@ def root(tmp_path_factory):
 def server(root):
     process = subprocess.Popen(
         [sys.executable, "-m", "rnnlab", "studio", str(root / "words"), str(root / "zh"),
-         "--run", str(root / "run"), "--port", "0"],
+         "--run", str(root / "run"), "--vectors", str(root / "english"),
+         "--vectors", str(root / "tang-chars"), "--port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = process.stdout.readline()
     assert "http://127.0.0.1:" in line, line + process.stderr.read()
@@ -73,6 +118,7 @@ def page(browser, server, tmp_path):
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(str(e)))
     page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+    page.problems = problems  # so that a test can take back the one refusal it asked for
     page.goto(server)
     page.wait_for_selector("#model option", state="attached")
     yield page
@@ -257,3 +303,155 @@ def test_training_view_follows_the_runs_metrics(page, root, tmp_path):
     assert "epoch 2" in page.text_content("#training-info")
     page.select_option("#curve", "ppl")
     shoot(page, tmp_path, "training")
+# -- Vectors view ------------------------------------------------------------------------------
+
+PAINTED = """() => { const c = document.getElementById('map-canvas');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    const colours = new Set();
+    for (let i = 0; i < d.length; i += 16) colours.add(d[i] + ',' + d[i + 1] + ',' + d[i + 2]);
+    return colours.size; }"""
+
+
+def open_vectors(page, name: str = "english") -> None:
+    sync_api.expect(page.locator("#vec-name option")).to_have_count(2)  # the view is built after the models
+    page.click("[data-view=vectors]")
+    if page.input_value("#vec-name") != name:
+        page.select_option("#vec-name", name)
+    sync_api.expect(page.locator("#status")).to_contain_text("words by PCA")
+
+
+def take_back_refusal(page) -> None:
+    """Chromium logs a request the API refuses as a console error: expected here, so dropped."""
+    refusal = "Failed to load resource: the server responded with a status of 400 (Bad Request)"
+    page.wait_for_timeout(100)
+    assert page.problems.count(refusal) == 1
+    page.problems.remove(refusal)
+
+
+def click_word(page, word: str) -> None:
+    x, y = page.evaluate("(w) => document.getElementById('map-canvas').positionOf(w)", word)
+    box = page.locator("#map-canvas").bounding_box()
+    page.mouse.click(box["x"] + x, box["y"] + y)
+
+
+def labels(page) -> int:
+    return int(page.get_attribute("#map-canvas", "data-labels"))
+
+
+def test_vectors_view_draws_a_map_and_a_click_highlights_the_neighbours(page, tmp_path):
+    open_vectors(page)
+    assert page.locator("#vec-name option").all_text_contents() == ["english", "tang-chars"]
+    assert "300 words by PCA" in page.text_content("#status")  # the 300 most frequent
+    assert page.evaluate(PAINTED) > 5 and 30 < labels(page) < 300  # readable: not all at once
+    click_word(page, "cat")
+    sync_api.expect(page.locator("#map-neighbours tr")).to_have_count(10)
+    assert page.text_content("#map-picked") == "Neighbours of cat"
+    near = page.locator("#map-neighbours td:first-child").all_text_contents()
+    assert near[0] == XSS and page.locator("img").count() == 0  # shown as text
+    assert set(near[1:6]) <= set(TOPICS["animals"].split())
+    on_map = page.locator("#map-neighbours tr.on-map").count()
+    assert on_map == 10 and page.get_attribute("#map-canvas", "data-highlighted") == "11"
+    assert "10 of them on the map" in page.text_content("#status")
+    shoot(page, tmp_path, "vectors-pca")
+
+
+def test_map_search_zoom_pan_and_t_sne(page, tmp_path):
+    open_vectors(page)
+    page.fill("#map-search", "lisbon")
+    sync_api.expect(page.locator("#status")).to_have_text("found lisbon")
+    assert page.get_attribute("#map-canvas", "data-highlighted") == "1"
+    page.fill("#map-search", "zebra")
+    sync_api.expect(page.locator("#status")).to_contain_text("zebra is not on the map")
+    page.fill("#map-search", "")
+    before = labels(page) / int(page.get_attribute("#map-canvas", "data-visible"))
+    position = page.evaluate("document.getElementById('map-canvas').positionOf('cat')")
+    box = page.locator("#map-canvas").bounding_box()
+    page.mouse.move(box["x"] + position[0], box["y"] + position[1])
+    for _ in range(5):
+        page.mouse.wheel(0, -200)  # zoom in around "cat": room for more labels
+    page.wait_for_timeout(100)
+    assert labels(page) / int(page.get_attribute("#map-canvas", "data-visible")) > before
+    after_zoom = page.evaluate("document.getElementById('map-canvas').positionOf('cat')")
+    # Zoomed around the pointer: "cat" stays under it (within the rounding of the pointer).
+    assert abs(after_zoom[0] - position[0]) < 8 and abs(after_zoom[1] - position[1]) < 8
+    page.mouse.move(box["x"] + 300, box["y"] + 200)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 360, box["y"] + 240, steps=4)
+    page.mouse.up()
+    moved = page.evaluate("document.getElementById('map-canvas').positionOf('cat')")
+    assert moved == pytest.approx([after_zoom[0] + 60, after_zoom[1] + 40], abs=1)
+    page.select_option("#map-method", "tsne")
+    page.fill("#map-top", "200")
+    page.click("#map-go")
+    sync_api.expect(page.locator("#status")).to_contain_text("200 words by t-SNE", timeout=60000)
+    assert page.evaluate(PAINTED) > 5 and labels(page) > 30
+    shoot(page, tmp_path, "vectors-tsne")
+    page.fill("#map-words", "cat, dog, red, blue, one, two, paris, rome")
+    page.click("#map-go")
+    sync_api.expect(page.locator("#status")).to_contain_text("8 words by t-SNE")
+    assert labels(page) == 8
+
+
+def test_neighbours_analogy_and_odd_one_out(page):
+    open_vectors(page)
+    page.fill("#vec-word", "red")
+    page.click("#vec-near-go")
+    sync_api.expect(page.locator("#vec-near-rows tr")).to_have_count(10)
+    assert page.locator("#vec-near-rows td:first-child").first.text_content() in TOPICS["colours"].split()
+    page.fill("#vec-a", "cat")
+    page.fill("#vec-b", "dog")
+    page.fill("#vec-c", "red")
+    page.click("#vec-analogy-go")
+    sync_api.expect(page.locator("#vec-analogy-rows tr")).to_have_count(5)
+    page.fill("#vec-odd", "cat, dog, horse, paris")
+    page.click("#vec-odd-go")
+    sync_api.expect(page.locator("#status")).to_have_text("paris does not match the others")
+    assert page.locator("#vec-odd-rows tr.chosen td").first.text_content() == "paris"
+    page.fill("#vec-word", "zebra")
+    page.click("#vec-near-go")
+    sync_api.expect(page.locator("#status.error")).to_contain_text("'zebra' is not in the vocabulary")
+    take_back_refusal(page)
+
+
+def test_chinese_vectors_show_chinese_labels(page, tmp_path):
+    open_vectors(page, "tang-chars")
+    assert page.evaluate(PAINTED) > 5 and labels(page) > 30
+    click_word(page, "山")
+    sync_api.expect(page.locator("#map-neighbours tr")).to_have_count(10)
+    assert page.text_content("#map-picked") == "Neighbours of 山"
+    near = page.locator("#map-neighbours td:first-child").all_text_contents()
+    assert all(len(w) == 1 and "\u4e00" <= w <= "\u9fff" for w in near)
+    # The canvas draws the characters in a CJK font: "山" is as wide as its font size, not a box.
+    width = page.evaluate("""() => { const c = document.createElement('canvas').getContext('2d');
+        c.font = '12px system-ui, "Noto Sans", "WenQuanYi Micro Hei", sans-serif';
+        return c.measureText('山').width; }""")
+    assert width == pytest.approx(12, abs=1)
+    shoot(page, tmp_path, "vectors-chinese")
+
+
+def test_export_buttons_download_the_files(page, tmp_path):
+    open_vectors(page)
+    downloads = []
+    page.on("download", lambda d: downloads.append(d))
+    page.click("#vec-export")
+    sync_api.expect(page.locator("#status")).to_contain_text("projector.tensorflow.org")
+    page.wait_for_timeout(200)
+    assert [d.suggested_filename for d in downloads] == ["english-vectors.tsv", "english-metadata.tsv"]
+    for download in downloads:
+        download.save_as(tmp_path / download.suggested_filename)
+    rows = (tmp_path / "english-vectors.tsv").read_text(encoding="utf-8").splitlines()
+    labels_ = (tmp_path / "english-metadata.tsv").read_text(encoding="utf-8").splitlines()
+    assert len(rows) == len(labels_) == 320 and {len(r.split("\t")) for r in rows} == {16}
+    page.click("[data-view=read]")
+    page.select_option("#model", "zh")
+    page.fill("#read-text", "我爱北京")
+    with page.expect_download() as npz:
+        page.click("#read-export")
+    assert npz.value.suggested_filename == "zh-activations.npz"
+    npz.value.save_as(tmp_path / "a.npz")
+    with np.load(tmp_path / "a.npz") as arrays:
+        assert list(arrays["tokens"]) == ["\n", *"我爱北京"] and arrays["layer1_C"].shape == (5, 8)
+    page.fill("#read-text", "我" * 5001)
+    page.click("#read-export")
+    sync_api.expect(page.locator("#status.error")).to_contain_text("longer than 5000 characters")
+    take_back_refusal(page)

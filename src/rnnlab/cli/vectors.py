@@ -1,4 +1,4 @@
-"""Commands that query word vectors: similar, analogy, vectors-eval, vectors-plot."""
+"""Commands that query word vectors: similar, analogy, vectors-eval, vectors-plot, vectors-projector."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from rnnlab.outputs import check_output, plot_format
 from rnnlab.ready import resolve
 from rnnlab.text.width import display_width, pad
 from rnnlab.word2vec.evaluate import evaluate_analogies, evaluate_similarity, plot_word_map
+from rnnlab.word2vec.projector import write_projector
 from rnnlab.word2vec.vectors import WordVectors
 
 CPU_ONLY = " Runs on the CPU (NumPy, multi-threaded); there is no GPU path and no --device option."
@@ -106,6 +107,20 @@ def run_plot(args: argparse.Namespace) -> None:
     print(f"wrote {args.output}")
 
 
+def run_projector(args: argparse.Namespace) -> None:
+    stem = str(args.output)
+    if stem.endswith(".tsv"):
+        raise RnnlabError(f"{stem}: -o takes the start of two file names (it writes "
+                          f"{stem[:-4]}-vectors.tsv and {stem[:-4]}-metadata.tsv); leave out .tsv")
+    paths = [Path(f"{stem}-vectors.tsv"), Path(f"{stem}-metadata.tsv")]
+    for path in paths:
+        check_output(path, overwrite=args.overwrite, inputs=(args.vectors,))
+    wv = _load(args)
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    n = write_projector(wv, *paths)
+    print(f"wrote {paths[0]} and {paths[1]}: {n} words x {wv.vector_size}")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the vector query commands."""
     p = subparsers.add_parser(
@@ -167,3 +182,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_overwrite(p)
     p.add_argument("--title", default=None, help="plot title")
     p.set_defaults(func=run_plot)
+
+    p = subparsers.add_parser(
+        "vectors-projector",
+        help="write the vectors as the Embedding Projector's two TSV files",
+        description="Write OUTPUT-vectors.tsv (one row of numbers per word) and "
+        "OUTPUT-metadata.tsv (one word per line) to load into the TensorFlow Embedding "
+        "Projector (projector.tensorflow.org, 'Load'). Tabs and newlines inside words are "
+        "written as \\t and \\n, which the Projector cannot otherwise read." + CPU_ONLY,
+    )
+    _add_vectors_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="OUTPUT",
+                   help="the start of the two file names, e.g. out/words for "
+                        "out/words-vectors.tsv and out/words-metadata.tsv")
+    add_overwrite(p)
+    p.set_defaults(func=run_projector)

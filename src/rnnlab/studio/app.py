@@ -11,22 +11,26 @@ from __future__ import annotations
 import base64
 import json
 import math
+from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import quote
 
 import anyio
 import numpy as np
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from rnnlab.errors import RnnlabError
 from rnnlab.lm import LM
+from rnnlab.studio.exports import activations_npz, lstmvis_zip, require_h5py
 from rnnlab.studio.generation import BusyError, Jobs, Options, events
 from rnnlab.studio.security import LOOPBACK_NAMES, Guard
+from rnnlab.word2vec.projector import metadata_tsv, vectors_tsv
 from rnnlab.word2vec.vectors import WordVectors
 
 STATIC = Path(__file__).parent / "static"
@@ -36,6 +40,10 @@ MAX_TOPN = 100
 MAX_MAP_WORDS = 200
 MAX_SAMPLE = 500  # tokens of a training run's sample: seconds on a CPU at most
 CHECKPOINTS = ("last", "best")  # a run's model folders, in the order training writes them
+MAX_MAP_WORDS = 1000  # exact t-SNE of 1,000 words takes seconds; more would be unreadable anyway
+DEFAULT_MAP_WORDS = 300
+MAX_MATCH_WORDS = 100
+MAP_CACHE = 32  # maps kept, so that the page can come back to one without waiting again
 
 
 def create_app(models: dict[str, LM], vectors: dict[str, WordVectors] | None = None,
@@ -57,8 +65,12 @@ def create_app(models: dict[str, LM], vectors: dict[str, WordVectors] | None = N
         Route("/api/memory", studio.memory),
         Route("/api/vectors/neighbours", studio.neighbours),
         Route("/api/vectors/analogy", studio.analogy),
+        Route("/api/vectors", studio.vectors_list),
+        Route("/api/vectors/doesnt_match", studio.doesnt_match),
         Route("/api/vectors/map", studio.word_map),
         Route("/api/runs", studio.run_list),
+        Route("/api/export/projector", studio.export_projector),
+        Route("/api/export/activations", studio.export_activations),
         Route("/api/training", studio.training),
         Route("/api/training/sample", studio.training_sample),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
@@ -141,6 +153,24 @@ def _spans(text: str, words: list[str]) -> list[list[int] | None]:
         at = start + len(word)
         spans.append([start, at])
     return spans
+def _choice(request: Request, name: str, choices: tuple[str, ...]) -> str:
+    value = request.query_params.get(name) or choices[0]
+    if value not in choices:
+        raise RnnlabError(f"'{name}' must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _words(request: Request, name: str) -> list[str]:
+    """A comma-separated list of words (blanks around each dropped, empty entries skipped)."""
+    return [w.strip() for w in _text(request, name, required=False).split(",") if w.strip()]
+
+
+def _download(filename: str, media_type: str) -> dict[str, str]:
+    """Headers that make the browser save the body as `filename` (any characters, RFC 6266)."""
+    ascii_name = filename.encode("ascii", "replace").decode().replace("?", "_").replace('"', "_")
+    return {"content-disposition": f"attachment; filename=\"{ascii_name}\"; "
+                                   f"filename*=UTF-8''{quote(filename, safe='')}",
+            "content-type": media_type, "cache-control": "no-store"}
 
 
 def _half(array: np.ndarray) -> dict:
@@ -155,6 +185,7 @@ class _Studio:
     def __init__(self, models, vectors, runs, jobs: Jobs) -> None:
         self.models, self.vectors, self.runs, self.jobs = models, vectors, runs, jobs
         self.checkpoints: dict[str, tuple[tuple, LM]] = {}  # run name -> (file stamp, model)
+        self.maps: OrderedDict[tuple, dict] = OrderedDict()
 
     def _model(self, request: Request) -> LM:
         return _named(self.models, request, "model", "model")
@@ -245,13 +276,71 @@ class _Studio:
         topn = _number(request, "topn", int, 10, 1, MAX_TOPN)
         return JSONResponse(wv.analogy(a, b, c, topn=topn))
 
+    async def vectors_list(self, request: Request) -> JSONResponse:
+        return JSONResponse([{"name": name, "words": len(wv), "dim": wv.vector_size,
+                              "counts": wv.counts is not None}
+                             for name, wv in self.vectors.items()])
+
+    async def doesnt_match(self, request: Request) -> JSONResponse:
+        wv, words = self._vectors(request), _words(request, "words")
+        if len(words) > MAX_MATCH_WORDS:
+            raise RnnlabError(f"doesnt_match takes at most {MAX_MATCH_WORDS} words, got {len(words)}")
+        odd = wv.doesnt_match(words)
+        # Each word's cosine with the mean direction: the odd one is the lowest.
+        unit = wv.get_normed_vectors()[[wv.get_index(w) for w in words]]
+        mean = unit.mean(axis=0)
+        scores = unit @ (mean / max(float(np.linalg.norm(mean)), 1e-30))
+        return JSONResponse({"word": odd, "scores": [[w, float(s)] for w, s in zip(words, scores)]})
+
     async def word_map(self, request: Request) -> JSONResponse:
-        wv = self._vectors(request)
-        words = [w for w in _text(request, "words").split(",") if w]
+        """A 2-D map of the given words, or else of the `top` most frequent, by PCA or t-SNE."""
+        wv, words = self._vectors(request), _words(request, "words")
+        method = _choice(request, "method", ("pca", "tsne"))
+        if not words:
+            top = _number(request, "top", int, DEFAULT_MAP_WORDS, 2, MAX_MAP_WORDS)
+            words = wv.index_to_key[:top]
         if len(words) > MAX_MAP_WORDS:
             raise RnnlabError(f"a map shows at most {MAX_MAP_WORDS} words, got {len(words)}")
-        coords, share = wv.pca(words)
-        return JSONResponse({"words": words, "points": coords.tolist(), "share": share.tolist()})
+        words = list(dict.fromkeys(words))  # a word given twice is one point
+        key = (request.query_params.get("vectors"), method, tuple(words))
+        if key not in self.maps:
+            if method == "pca":
+                coords, share = wv.pca(words)
+                result = {"points": coords.tolist(), "share": share.tolist()}
+            else:
+                coords = await anyio.to_thread.run_sync(wv.tsne, words)
+                result = {"points": coords.tolist(), "share": None}
+            self.maps[key] = {"words": words, "method": method, **result}
+            while len(self.maps) > MAP_CACHE:
+                self.maps.popitem(last=False)
+        self.maps.move_to_end(key)
+        return JSONResponse(self.maps[key])
+
+    async def export_projector(self, request: Request) -> StreamingResponse:
+        """The vectors as the Embedding Projector's vectors.tsv or metadata.tsv (a download)."""
+        name = request.query_params.get("vectors", "")
+        wv = self._vectors(request)
+        part = _choice(request, "part", ("vectors", "metadata"))
+        top = _number(request, "top", int, None, 1, len(wv))
+        chunks = (vectors_tsv if part == "vectors" else metadata_tsv)(wv, top)
+        return StreamingResponse((c.encode("utf-8") for c in chunks),
+                                 headers=_download(f"{name}-{part}.tsv",
+                                                   "text/tab-separated-values; charset=utf-8"))
+
+    async def export_activations(self, request: Request) -> Response:
+        """Every layer's activations over a text as .npz, or LSTMVis's project (zip of HDF5)."""
+        name = request.query_params.get("model", "")
+        lm, text = self._model(request), _text(request, "text")
+        form = _choice(request, "format", ("npz", "hdf5"))
+        if form == "hdf5":
+            require_h5py()  # before the work, not after it
+        acts = await anyio.to_thread.run_sync(lm.activations, text)
+        ids = [lm.vocab.stoi[t] for t in acts.tokens]
+        if form == "npz":
+            body = await anyio.to_thread.run_sync(activations_npz, acts, ids)
+            return Response(body, headers=_download(f"{name}-activations.npz", "application/octet-stream"))
+        body = await anyio.to_thread.run_sync(lstmvis_zip, acts, ids, list(lm.vocab.itos), name)
+        return Response(body, headers=_download(f"{name}-lstmvis.zip", "application/zip"))
 
     async def run_list(self, request: Request) -> JSONResponse:
         return JSONResponse([{"name": name} for name in self.runs])

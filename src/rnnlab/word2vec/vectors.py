@@ -245,6 +245,16 @@ class WordVectors:
         share = s[:2] ** 2 / max(float(np.sum(s**2)), 1e-30)
         return coords, np.pad(share, (0, 2 - len(share)))
 
+    def tsne(self, words: Sequence[str], perplexity: float = 30.0, seed: int = 0,
+             iterations: int = 750) -> np.ndarray:
+        """2-D t-SNE coordinates of the unit vectors of `words` (exact; see word2vec.tsne)."""
+        from rnnlab.word2vec.tsne import tsne
+
+        if len(words) < 2:
+            raise RnnlabError("a t-SNE map needs at least two words")
+        x = unit_rows(self[list(words)].astype(np.float64))
+        return tsne(x, perplexity=perplexity, iterations=iterations, seed=seed)
+
     # -- files -----------------------------------------------------------------------------
 
     @classmethod

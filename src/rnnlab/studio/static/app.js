@@ -3,6 +3,7 @@
 
 import { initMemory } from "./memory.js";
 import { initTraining } from "./training.js";
+import { download, setupVectors } from "./vectors.js";
 
 const $ = (id) => document.getElementById(id);
 const ROW = 14; // heat map row height in pixels, the same as the token labels' (style.css)
@@ -257,6 +258,11 @@ async function init() {
   $("score-go").addEventListener("click", guarded(score));
   initMemory({ api, status, models: () => models, currentModel });
   initTraining({ api, status });
+  $("read-export").addEventListener("click", guarded(async () => {
+    const saved = await download("/api/export/activations", { model: $("model").value, text: $("read-text").value, format: "npz" }, "activations.npz");
+    status(`saved ${saved}: every layer's h, C and gates as float32 arrays, and the tokens`);
+  }));
+  await setupVectors({ api, status, guarded, showView });
   showView("write");
 }
 
