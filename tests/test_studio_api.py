@@ -145,6 +145,25 @@ def test_poems_stream_token_by_token_like_the_library(tang_client):
     assert form_regex(5, 4).fullmatch("白日依山盡，" + primed)
 
 
+def test_a_branch_inside_a_poem_keeps_the_form(tang_client):
+    lm, client = tang_client
+    _, events = poem_events(client, form=5, lines=4, seed=3)
+    # Branch at the third character: the first two as drawn, then the runner-up candidate.
+    first, second, third = events[0], events[1], events[2]
+    ids = f"{first['id']}.{second['id']}.{third['top_ids'][1]}"
+    response = client.get("/api/generate", params={"model": "tang", "form": 5, "lines": 4,
+                                                   "seed": 4, "ids": ids})
+    branch = stream_events(response)
+    assert branch[0] == {"branch": third["top"][1][0], "piece": third["top"][1][0]}
+    poem = first["piece"] + second["piece"] + "".join(e["piece"] for e in branch[:-1])
+    assert form_regex(5, 4).fullmatch(poem), poem
+    assert branch[-1]["tokens"] == 24 - 3  # the rest of the poem, not a full one again
+    broken = f"{first['id']}.{lm.vocab.stoi['。']}"  # a line of one character
+    response = client.get("/api/generate", params={"model": "tang", "form": 5, "ids": broken})
+    assert response.status_code == 400
+    assert "does not fit the form" in response.json()["error"]
+
+
 def test_poems_rhyme_and_convert_script(tang_client):
     pytest.importorskip("pypinyin")
     pytest.importorskip("opencc")
