@@ -146,7 +146,10 @@ def until(page, script: str) -> float:
     return page.evaluate("""async ([script]) => {
         const t0 = performance.now();
         const done = new Function(script)();
-        while (!done()) await new Promise((r) => requestAnimationFrame(r));
+        while (!done()) {
+            if (performance.now() - t0 > 60000) throw new Error("no result in 60 s");
+            await new Promise((r) => requestAnimationFrame(r));
+        }
         return performance.now() - t0;
     }""", [script])
 
@@ -192,11 +195,11 @@ def memory_in_browser(page, repeats: int) -> dict:
     page.click("button[data-view=memory]")
     page.fill("#memory-text", TEXT[:300])
     page.click("#memory-go")
-    page.wait_for_selector("#memory-tokens .token")
-    times = [until(page, """document.querySelectorAll('.memory-strip').forEach((s) => s.remove());
-        const tokens = document.querySelectorAll('#memory-tokens .token');
+    page.wait_for_selector("#memory-tokens .mtoken")
+    times = [until(page, """document.getElementById('memory-strips').replaceChildren();
+        const tokens = document.querySelectorAll('#memory-tokens .mtoken');
         tokens[tokens.length - 1].click();
-        return () => document.querySelectorAll('.memory-strip').length >= 2;""")
+        return () => document.querySelectorAll('#memory-strips .strip').length >= 2;""")
              for _ in range(repeats)]
     return {"memory_300_ms": round(statistics.median(times))}
 

@@ -77,7 +77,8 @@ def chinese_vectors(n: int = 600):
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
     tiny_lm().save(root / "words")
-    tiny_lm(["\n", *"我爱北京天安门𠀋"], level="char", layers=2).save(root / "zh")
+    # 64 units: a 5,000-character read is then 320,000 values, as many as a real model's.
+    tiny_lm(["\n", *"我爱北京天安门𠀋"], level="char", layers=2, hidden=64).save(root / "zh")
     run = root / "run"
     run.mkdir()
     (run / "metrics.jsonl").write_text(json.dumps(RECORDS[0]) + "\n")
@@ -237,6 +238,19 @@ def test_clicking_a_candidate_branches_and_writes_on_from_it(page, tmp_path):
     branch.click()
     assert page.locator("#top tr.chosen td").first.text_content() == chosen
     shoot(page, tmp_path, "branch")
+
+
+def test_read_view_draws_the_longest_text(page):
+    page.select_option("#model", "zh")
+    page.click("[data-view=read]")
+    page.fill("#read-text", ("我爱北京天安门" * 800)[:5000])
+    page.click("#read-go")
+    sync_api.expect(page.locator("#status")).to_contain_text("5001 tokens × 64 units")
+    corner = page.evaluate("""() => { const c = document.getElementById('heat-canvas');
+        return [c.height, ...c.getContext('2d').getImageData(0, c.height - 8, 64, 8).data]; }""")
+    assert 5001 * 2 <= corner[0] <= 32000  # thinner rows: a canvas taller than 32k px stays blank
+    assert len(set(corner[1:])) > 2  # the last rows are painted too
+    assert page.locator("#heat-tokens").is_hidden()  # rows too thin for labels
 
 
 def test_read_view_shows_the_chosen_layer(page, tmp_path):
@@ -450,7 +464,7 @@ def test_export_buttons_download_the_files(page, tmp_path):
     assert npz.value.suggested_filename == "zh-activations.npz"
     npz.value.save_as(tmp_path / "a.npz")
     with np.load(tmp_path / "a.npz") as arrays:
-        assert list(arrays["tokens"]) == ["\n", *"我爱北京"] and arrays["layer1_C"].shape == (5, 8)
+        assert list(arrays["tokens"]) == ["\n", *"我爱北京"] and arrays["layer1_C"].shape == (5, 64)
     page.fill("#read-text", "我" * 5001)
     page.click("#read-export")
     sync_api.expect(page.locator("#status.error")).to_contain_text("longer than 5000 characters")

@@ -7,6 +7,7 @@ import { download, setupVectors } from "./vectors.js";
 
 const $ = (id) => document.getElementById(id);
 const ROW = 14; // heat map row height in pixels, the same as the token labels' (style.css)
+const MAX_CANVAS = 32000; // pixels: Chromium draws nothing on a taller canvas
 let models = [];
 let source = null; // the running generation's EventSource
 let settings = {}; // the settings of the text in #output, which a branch keeps
@@ -176,11 +177,11 @@ function decodeHalf(base64) {
   return Float32Array.from(new Uint16Array(bytes.buffer), halfToFloat);
 }
 
-function colour(value, scale) {
+function rgb(value, scale) {
   // Diverging: blue below zero, red above, white at zero.
   const x = Math.max(-1, Math.min(1, value / scale));
   const fade = Math.round(255 * (1 - Math.abs(x)));
-  return x >= 0 ? `rgb(255, ${fade}, ${fade})` : `rgb(${fade}, ${fade}, 255)`;
+  return x >= 0 ? [255, fade, fade] : [fade, fade, 255];
 }
 
 async function read() {
@@ -192,25 +193,32 @@ async function read() {
   const { shape, float16 } = result.arrays[kind];
   const [T, H] = shape;
   const values = decodeHalf(float16);
-  const scale = Math.max(1e-6, ...values.map(Math.abs));
+  let scale = 1e-6; // a loop, not Math.max(...values): 1,000 tokens × 256 units overflow the stack
+  for (const v of values) scale = Math.max(scale, Math.abs(v));
   const width = Math.max(3, Math.min(16, Math.floor(800 / H)));
+  // One pixel per (token, unit), then scaled up unsmoothed: a fillRect per cell is 100× slower.
+  const cells = new ImageData(H, T);
+  for (let k = 0; k < T * H; k++) cells.data.set([...rgb(values[k], scale), 255], 4 * k);
+  const small = document.createElement("canvas");
+  small.width = H;
+  small.height = T;
+  small.getContext("2d").putImageData(cells, 0, 0);
   const canvas = $("heat-canvas");
   canvas.width = H * width;
-  canvas.height = T * ROW;
+  // A long text gets thinner rows, without labels (hovering still names each token).
+  const row = Math.min(ROW, Math.floor(MAX_CANVAS / T));
+  canvas.height = T * row;
   const context = canvas.getContext("2d");
-  for (let t = 0; t < T; t++) {
-    for (let u = 0; u < H; u++) {
-      context.fillStyle = colour(values[t * H + u], scale);
-      context.fillRect(u * width, t * ROW, width, ROW);
-    }
-  }
+  context.imageSmoothingEnabled = false;
+  context.drawImage(small, 0, 0, canvas.width, canvas.height);
   $("heat-tokens").replaceChildren(...result.tokens.map((token) => {
     const li = document.createElement("li");
     li.textContent = token === "\n" ? "⏎" : token;
     return li;
   }));
+  $("heat-tokens").hidden = row < ROW;
   canvas.onmousemove = (e) => {
-    const t = Math.floor(e.offsetY / ROW), u = Math.floor(e.offsetX / width);
+    const t = Math.floor(e.offsetY / row), u = Math.floor(e.offsetX / width);
     if (t < T && u < H) $("cell").textContent = `token ${t} “${result.tokens[t]}”, unit ${u}: ${kind} = ${values[t * H + u].toFixed(3)}`;
   };
   status(`${T} tokens × ${H} units of layer ${result.layer + 1}'s ${kind} (colour scale ±${scale.toFixed(2)})`);
