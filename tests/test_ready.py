@@ -10,6 +10,7 @@ from rnnlab import ready
 from rnnlab.cli import main
 from rnnlab.lm import LM, LanguageModel, TextPipeline
 from rnnlab.text.vocab import Vocabulary
+from rnnlab.word2vec.vectors import WordVectors
 
 
 @pytest.fixture
@@ -52,6 +53,12 @@ def test_no_models_is_said_plainly(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out == "no ready-made models in this installation\n"
 
 
+def test_the_shipped_vectors_answer_by_name(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["similar", "wikitext2-vectors", "king", "--topn", "3"]) == 0
+    assert "throne" in capsys.readouterr().out
+
+
 def test_commands_take_a_ready_made_name(shipped, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["generate", "tiny", "--length", "5", "--seed", "1"]) == 0
@@ -65,8 +72,11 @@ def test_commands_take_a_ready_made_name(shipped, tmp_path, monkeypatch, capsys)
 
 def test_the_shipped_models_load_write_and_stay_small():
     models = {m.name: m for m in ready.ready_models()}
-    assert {"shakespeare", "shakespeare-rnn", "tang"} <= set(models)
+    assert set(models) == {"shakespeare", "shakespeare-rnn", "tang", "wikitext2", "wikitext2-vectors"}
     assert sum(m.size for m in models.values()) <= 40 * 2**20
+    vectors = WordVectors.load(models.pop("wikitext2-vectors").path)
+    assert len(vectors) == 20000 and vectors.vector_size == 100
+    assert "throne" in [w for w, _ in vectors.most_similar("king", topn=5)]
     for m in models.values():
         assert m.card["figures"] and m.card["data"]["licence"] and m.card["sample"]["text"]
         lm = LM.load(m.path)

@@ -17,8 +17,9 @@ from test_forms import form_regex  # noqa: E402
 
 from rnnlab.cli import main  # noqa: E402
 from rnnlab.lm import LM, LanguageModel, TextPipeline  # noqa: E402
-from rnnlab.studio.app import MAX_LENGTH, MAX_TEXT_CHARS, create_app  # noqa: E402
+from rnnlab.studio.app import create_app  # noqa: E402
 from rnnlab.studio.generation import Jobs  # noqa: E402
+from rnnlab.studio.params import MAX_LENGTH, MAX_TEXT_CHARS  # noqa: E402
 from rnnlab.text.vocab import Vocabulary  # noqa: E402
 from rnnlab.word2vec.vectors import WordVectors  # noqa: E402
 
@@ -729,9 +730,14 @@ def test_studio_command_without_the_extra_says_what_to_install(folders, capsys, 
 
 
 def test_studio_without_arguments_opens_the_ready_made_models():
-    from rnnlab.cli.studio import model_paths
+    from rnnlab.cli.studio import model_paths, vector_paths
     from rnnlab.ready import READY_DIR
 
     paths = model_paths([])
-    assert {p.rsplit("/", 1)[-1] for p in paths} >= {"shakespeare", "shakespeare-rnn", "tang"}
+    assert {p.rsplit("/", 1)[-1] for p in paths} == {"shakespeare", "shakespeare-rnn", "tang",
+                                                     "wikitext2"}
     assert model_paths(["tang"]) == [str(READY_DIR / "tang")]
+    # The vectors too, but only when nothing at all is named.
+    assert vector_paths([], ready=True) == [str(READY_DIR / "wikitext2-vectors")]
+    assert vector_paths([], ready=False) == []
+    assert vector_paths(["wikitext2-vectors"], ready=False) == [str(READY_DIR / "wikitext2-vectors")]

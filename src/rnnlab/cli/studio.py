@@ -85,8 +85,22 @@ def model_paths(given: list[str]) -> list[str]:
     return shipped
 
 
+def vector_paths(given: list[str], ready: bool) -> list[str]:
+    """The word vectors to open: those named (ready-made names included), else with `ready`
+    every ready-made set."""
+    import sys
+
+    from rnnlab.ready import ready_models, resolve
+
+    if given:
+        return [str(resolve(v, lambda note: print(note, file=sys.stderr))) for v in given]
+    return [str(m.path) for m in ready_models() if ready and m.card.get("kind") == "word vectors"]
+
+
 def run_studio(args: argparse.Namespace) -> None:
+    bare = not args.models and not args.vectors  # no argument: everything ready-made
     args.models = model_paths(args.models)
+    args.vectors = vector_paths(args.vectors, bare)
     if not _is_loopback(args.host) and not args.allow_remote:
         raise RnnlabError(f"--host {args.host} lets other machines reach the studio; add "
                           f"--allow-remote to confirm (it then needs the printed token)")
@@ -139,12 +153,20 @@ def register(subparsers) -> None:
     """Add the studio subcommand."""
     p = subparsers.add_parser(
         "studio", help="a local web page to watch a language model read and write",
-        description="Serve a web page on which a language model writes text token by token "
-                    "(with each token's distribution), reads text (its activations as a heat "
-                    "map) and scores it. Needs the 'studio' extra: pip install 'rnnlab[studio]'.")
+        description="Serve a web page on which language models write text token by token (each "
+                    "token's distribution shown, a click branches from another candidate), read "
+                    "text (a heat map of each unit's h, C and gates), score it, show how far back "
+                    "each prediction reaches (Memory: the gradient over earlier tokens, model "
+                    "beside model), follow a training run (Training) and explore word vectors "
+                    "(Vectors: neighbours, analogies, a PCA or t-SNE map; exports for the "
+                    "Embedding Projector and LSTMVis). With no argument it opens the ready-made "
+                    "models and vectors (rnnlab models). The page's address names the view: "
+                    "http://127.0.0.1:8000/#memory. Needs the 'studio' extra: "
+                    "pip install 'rnnlab[studio]'.")
     p.add_argument("models", metavar="MODEL_OR_RUN_DIR", nargs="*", help=MODEL_HELP)
     p.add_argument("--vectors", metavar="FILE", action="append", default=[],
-                   help="word vectors to query on the page (repeat for several)")
+                   help="word vectors (a file, folder or ready-made name) to query on the page "
+                        "(repeat for several)")
     p.add_argument("--run", dest="runs", metavar="DIR", action="append", default=[],
                    help="a training run whose metrics to show (model arguments that are runs "
                         "are added by themselves)")

@@ -41,6 +41,29 @@ def _conditional_p(distances: np.ndarray, perplexity: float, tol: float = 1e-5) 
     return p
 
 
+def _squared_distances(x: np.ndarray) -> np.ndarray:
+    """‖x_i − x_j‖² for every pair of rows (clipped at 0 against rounding)."""
+    squared = np.sum(x * x, axis=1)
+    return np.maximum(squared[:, None] + squared[None, :] - 2 * x @ x.T, 0)
+
+
+def _joint_p(x: np.ndarray, perplexity: float) -> np.ndarray:
+    """The symmetrised input affinities p_ij = (p_j|i + p_i|j) / 2N."""
+    n = len(x)
+    # The perplexity is an effective number of neighbours: it cannot exceed the others there are.
+    perplexity = min(perplexity, (n - 1) / 3) if n > 4 else max(1.0, (n - 1) / 2)
+    p = _conditional_p(_squared_distances(x), perplexity)
+    return np.maximum((p + p.T) / (2 * n), 1e-12)
+
+
+def _student_q(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The map's affinities q_ij under a Student t with one degree of freedom, and their
+    unnormalised kernel (1 + ‖y_i − y_j‖²)⁻¹."""
+    kernel = 1.0 / (1.0 + _squared_distances(y))
+    np.fill_diagonal(kernel, 0.0)
+    return np.maximum(kernel / kernel.sum(), 1e-12), kernel
+
+
 def tsne(x: np.ndarray, perplexity: float = 30.0, iterations: int = 750, seed: int = 0,
          learning_rate: float | None = None) -> np.ndarray:
     """2-D t-SNE coordinates (N, 2) of the rows of `x`, the same for the same seed."""
@@ -52,12 +75,7 @@ def tsne(x: np.ndarray, perplexity: float = 30.0, iterations: int = 750, seed: i
         raise RnnlabError(f"exact t-SNE is limited to {MAX_POINTS} points, got {n}")
     if not np.isfinite(x).all():
         raise RnnlabError("t-SNE input holds NaN or infinite values")
-    # The perplexity is an effective number of neighbours: it cannot exceed the others there are.
-    perplexity = min(perplexity, (n - 1) / 3) if n > 4 else max(1.0, (n - 1) / 2)
-    squared = np.sum(x * x, axis=1)
-    distances = np.maximum(squared[:, None] + squared[None, :] - 2 * x @ x.T, 0)
-    p = _conditional_p(distances, perplexity)
-    p = np.maximum((p + p.T) / (2 * n), 1e-12)
+    p = _joint_p(x, perplexity)
     rng = np.random.default_rng(seed)
     y = rng.normal(scale=1e-4, size=(n, 2))
     velocity = np.zeros_like(y)
@@ -68,11 +86,9 @@ def tsne(x: np.ndarray, perplexity: float = 30.0, iterations: int = 750, seed: i
     for step in range(iterations):
         exaggeration = 12.0 if step < exaggeration_steps else 1.0
         momentum = 0.5 if step < exaggeration_steps else 0.8
-        sq = np.sum(y * y, axis=1)
-        num = 1.0 / (1.0 + np.maximum(sq[:, None] + sq[None, :] - 2 * y @ y.T, 0))
-        np.fill_diagonal(num, 0.0)
-        q = np.maximum(num / num.sum(), 1e-12)
-        pq = (exaggeration * p - q) * num
+        q, kernel = _student_q(y)
+        # dC/dy_i = 4 Σ_j (p_ij − q_ij)(y_i − y_j)(1 + ‖y_i − y_j‖²)⁻¹, as one matrix product.
+        pq = (exaggeration * p - q) * kernel
         gradient = 4 * (np.diag(pq.sum(axis=1)) - pq) @ y
         same_sign = np.sign(gradient) == np.sign(velocity)
         gains = np.maximum(np.where(same_sign, gains * 0.8, gains + 0.2), 0.01)
@@ -85,14 +101,6 @@ def tsne(x: np.ndarray, perplexity: float = 30.0, iterations: int = 750, seed: i
 def kl_divergence(x: np.ndarray, y: np.ndarray, perplexity: float = 30.0) -> float:
     """KL(P || Q) of a t-SNE map `y` of `x`: the cost t-SNE minimises (lower is better)."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    n = len(x)
-    perplexity = min(perplexity, (n - 1) / 3) if n > 4 else max(1.0, (n - 1) / 2)
-    sx = np.sum(x * x, axis=1)
-    p = _conditional_p(np.maximum(sx[:, None] + sx[None, :] - 2 * x @ x.T, 0), perplexity)
-    p = np.maximum((p + p.T) / (2 * n), 1e-12)
-    sy = np.sum(y * y, axis=1)
-    num = 1.0 / (1.0 + np.maximum(sy[:, None] + sy[None, :] - 2 * y @ y.T, 0))
-    np.fill_diagonal(num, 0.0)
-    q = np.maximum(num / num.sum(), 1e-12)
-    off = ~np.eye(n, dtype=bool)
+    p, (q, _) = _joint_p(x, perplexity), _student_q(y)
+    off = ~np.eye(len(x), dtype=bool)
     return float(np.sum(p[off] * np.log(p[off] / q[off])))

@@ -177,7 +177,14 @@ function decodeHalf(base64) {
   return Float32Array.from(new Uint16Array(bytes.buffer), halfToFloat);
 }
 
-function rgb(value, scale) {
+const GATES = new Set(["i", "f", "o", "z", "r"]); // in (0, 1): one fixed scale, comparable across texts
+
+function rgb(value, scale, gate) {
+  if (gate) {
+    // Sequential: white at 0 (closed) to dark blue at 1 (open).
+    const x = Math.max(0, Math.min(1, value));
+    return [Math.round(255 - 222 * x), Math.round(255 - 160 * x), Math.round(255 - 75 * x)];
+  }
   // Diverging: blue below zero, red above, white at zero.
   const x = Math.max(-1, Math.min(1, value / scale));
   const fade = Math.round(255 * (1 - Math.abs(x)));
@@ -193,12 +200,14 @@ async function read() {
   const { shape, float16 } = result.arrays[kind];
   const [T, H] = shape;
   const values = decodeHalf(float16);
+  const gate = GATES.has(kind);
   let scale = 1e-6; // a loop, not Math.max(...values): 1,000 tokens × 256 units overflow the stack
   for (const v of values) scale = Math.max(scale, Math.abs(v));
+  if (kind === "h") scale = 1; // h = o · tanh(C) lies in (−1, 1)
   const width = Math.max(3, Math.min(16, Math.floor(800 / H)));
   // One pixel per (token, unit), then scaled up unsmoothed: a fillRect per cell is 100× slower.
   const cells = new ImageData(H, T);
-  for (let k = 0; k < T * H; k++) cells.data.set([...rgb(values[k], scale), 255], 4 * k);
+  for (let k = 0; k < T * H; k++) cells.data.set([...rgb(values[k], scale, gate), 255], 4 * k);
   const small = document.createElement("canvas");
   small.width = H;
   small.height = T;
@@ -221,7 +230,7 @@ async function read() {
     const t = Math.floor(e.offsetY / row), u = Math.floor(e.offsetX / width);
     if (t < T && u < H) $("cell").textContent = `token ${t} “${result.tokens[t]}”, unit ${u}: ${kind} = ${values[t * H + u].toFixed(3)}`;
   };
-  status(`${T} tokens × ${H} units of layer ${result.layer + 1}'s ${kind} (colour scale ±${scale.toFixed(2)})`);
+  status(`${T} tokens × ${H} units of layer ${result.layer + 1}'s ${kind} (colour scale ${gate ? "0 to 1" : `±${scale.toFixed(2)}`})`);
 }
 
 // -- Score ------------------------------------------------------------------------------------
@@ -243,6 +252,9 @@ async function score() {
 // -- Page -------------------------------------------------------------------------------------
 
 function showView(name) {
+  // The view is in the address (#memory), so that a link or a reload opens it again.
+  if (!document.querySelector(`.tab[data-view="${CSS.escape(name)}"]:not([hidden])`)) name = "write";
+  history.replaceState(null, "", `#${name}`);
   for (const view of document.querySelectorAll(".view")) view.hidden = view.id !== name;
   for (const tab of document.querySelectorAll(".tab")) tab.classList.toggle("active", tab.dataset.view === name);
 }
@@ -271,7 +283,7 @@ async function init() {
     status(`saved ${saved}: every layer's h, C and gates as float32 arrays, and the tokens`);
   }));
   await setupVectors({ api, status, guarded, showView });
-  showView("write");
+  showView(location.hash.slice(1));
 }
 
 guarded(init)();
