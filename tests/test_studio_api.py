@@ -17,6 +17,7 @@ from test_forms import form_regex  # noqa: E402
 
 from rnnlab.cli import main  # noqa: E402
 from rnnlab.lm import LM, LanguageModel, TextPipeline  # noqa: E402
+from rnnlab.lm.units import saturation, units_like  # noqa: E402
 from rnnlab.studio.app import create_app  # noqa: E402
 from rnnlab.studio.generation import Jobs  # noqa: E402
 from rnnlab.studio.params import MAX_LENGTH, MAX_TEXT_CHARS  # noqa: E402
@@ -223,6 +224,42 @@ def test_activations_return_one_layer_as_float16(client, folders):
         np.testing.assert_allclose(decode(array), acts.layers[1][name], atol=2e-3)
     only_h = client.get("/api/activations", params={"model": "zh", "text": text, "kind": "h"}).json()
     assert list(only_h["arrays"]) == ["h"] and set(only_h["kinds"]) == {"h", "C", "i", "f", "o"}
+
+
+def test_units_are_ranked_by_how_they_follow_the_marked_tokens(client, folders):
+    text = "我爱北京天安门我爱北京"
+    params = {"model": "zh", "text": text, "layer": 1, "kind": "C", "marked": "2-4,9", "topn": 5}
+    body = client.get("/api/units", params=params).json()
+    marked = np.zeros(len(text) + 1, dtype=bool)
+    marked[[2, 3, 4, 9]] = True
+    order, r = units_like(LM.load(folders / "zh").activations(text).layers[1]["C"], marked)
+    assert body["units"] == order[:5].tolist() and body["r"] == pytest.approx(r[:5].tolist())
+    assert body["kind"] == "C" and body["layer"] == 1
+
+
+@pytest.mark.parametrize("marked, message", [
+    ("", "mark some tokens"), ("0-11", "leave some unmarked"), ("3-99", "outside the 12 tokens"),
+    ("a-b", "positions like 3-7,12"), ("5-2", "outside"),
+])
+def test_bad_marks_are_one_line_400s(client, marked, message):
+    response = client.get("/api/units", params={"model": "zh", "text": "我爱北京天安门我爱北京",
+                                                 "marked": marked})
+    assert response.status_code == 400 and message in response.json()["error"]
+
+
+def test_saturation_per_gate_and_unit(client, folders):
+    text = "我爱北京天安门"
+    body = client.get("/api/saturation", params={"model": "zh", "text": text}).json()
+    shares = saturation(LM.load(folders / "zh").activations(text).layers[0])
+    assert set(body["gates"]) == {"i", "f", "o"} and body["steps"] == len(text) + 1
+    for gate, s in shares.items():
+        assert body["gates"][gate]["closed"] == s[:, 0].tolist()
+        assert body["gates"][gate]["open"] == s[:, 1].tolist()
+    rnn = LM(LanguageModel(8, 4, 4, 1, cell="rnn").eval(), Vocabulary(["<unk>", "\n", *"abcdef"],
+             specials=("<unk>",)), TextPipeline("char", "stream"))
+    plain = TestClient(create_app({"rnn": rnn}), base_url="http://127.0.0.1")
+    response = plain.get("/api/saturation", params={"model": "rnn", "text": "abc"})
+    assert response.status_code == 400 and "no gates" in response.json()["error"]
 
 
 def test_activations_of_a_thousand_tokens_stay_well_under_a_megabyte(tmp_path):

@@ -286,6 +286,32 @@ def test_clicking_a_candidate_branches_and_writes_on_from_it(page, tmp_path):
     shoot(page, tmp_path, "branch")
 
 
+def test_single_units_over_the_text_marks_and_saturation(page, tmp_path):
+    page.select_option("#model", "zh")
+    page.click("[data-view=read]")
+    page.fill("#read-text", "我爱北京天安门我爱北京")
+    page.click("#read-go")
+    page.wait_for_selector("#unit-text .utoken")
+    assert page.locator("#unit-text .utoken").count() == 12
+    box = page.locator("#heat-canvas").bounding_box()
+    width = box["width"] / 64
+    page.mouse.click(box["x"] + 5.5 * width, box["y"] + 5)  # the column of unit 5
+    sync_api.expect(page.locator("#unit-title")).to_contain_text("Unit 5")
+    colours = page.eval_on_selector_all("#unit-text .utoken", "s => s.map(x => x.style.backgroundColor)")
+    assert all(colours) and len(set(colours)) > 3  # one unit's values, shaded token by token
+    page.locator("#unit-text .utoken").nth(2).click()
+    page.locator("#unit-text .utoken").nth(4).click(modifiers=["Shift"])  # tokens 2 to 4
+    assert page.locator("#unit-text .utoken.marked").count() == 3
+    page.click("#units-find")
+    sync_api.expect(page.locator("#units-rows tr")).to_have_count(10)
+    best = int(page.get_attribute("#units-rows tr >> nth=0", "data-unit"))
+    sync_api.expect(page.locator("#unit-title")).to_contain_text(f"Unit {best} ")
+    page.click("#saturation-go")
+    sync_api.expect(page.locator("#saturation-canvas")).to_be_visible()
+    sync_api.expect(page.locator("#status")).to_contain_text("gate saturation of layer 1's 64 units")
+    shoot(page, tmp_path, "read-units")
+
+
 def test_read_view_draws_the_longest_text(page):
     page.select_option("#model", "zh")
     page.click("[data-view=read]")

@@ -53,6 +53,8 @@ def create_app(models: dict[str, LM], vectors: dict[str, WordVectors] | None = N
         Route("/api/generate", lms.generate),
         Route("/api/score", lms.score),
         Route("/api/activations", lms.activations),
+        Route("/api/units", lms.units),
+        Route("/api/saturation", lms.saturation),
         Route("/api/tokens", lms.tokens),
         Route("/api/memory", lms.memory),
         Route("/api/export/activations", lms.export_activations),

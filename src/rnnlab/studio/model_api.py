@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from rnnlab.errors import RnnlabError
 from rnnlab.lm import LM
+from rnnlab.lm.units import saturation, units_like
 from rnnlab.studio import params
 from rnnlab.studio.exports import activations_npz, lstmvis_zip, require_h5py
 from rnnlab.studio.generation import BusyError, Jobs, Options, events
@@ -95,6 +96,29 @@ class ModelHandlers:
         chosen = {kind: arrays[kind]} if kind else arrays
         return JSONResponse({"tokens": acts.tokens, "layer": layer, "kinds": list(arrays),
                              "arrays": {name: params.half(a) for name, a in chosen.items()}})
+
+    async def units(self, request: Request) -> JSONResponse:
+        """The units of one layer and kind ranked by how well they follow the marked tokens."""
+        lm, text = self._model(request), params.text(request, "text")
+        layer = params.number(request, "layer", int, 0, 0, lm.model.config["num_layers"] - 1)
+        acts = await anyio.to_thread.run_sync(lm.activations, text)
+        arrays = acts.layers[layer]
+        kind = params.choice(request, "kind", tuple(arrays))
+        marked = params.positions(request, "marked", len(acts.tokens))
+        topn = params.number(request, "topn", int, 10, 1, arrays[kind].shape[1])
+        order, r = units_like(arrays[kind], marked)
+        return JSONResponse({"layer": layer, "kind": kind,
+                             "units": order[:topn].tolist(), "r": r[:topn].tolist()})
+
+    async def saturation(self, request: Request) -> JSONResponse:
+        """Per gate and unit of one layer: the shares of steps below 0.1 and above 0.9."""
+        lm, text = self._model(request), params.text(request, "text")
+        layer = params.number(request, "layer", int, 0, 0, lm.model.config["num_layers"] - 1)
+        acts = await anyio.to_thread.run_sync(lm.activations, text)
+        shares = saturation(acts.layers[layer])
+        return JSONResponse({"layer": layer, "steps": len(acts.tokens),
+                             "gates": {g: {"closed": s[:, 0].tolist(), "open": s[:, 1].tolist()}
+                                       for g, s in shares.items()}})
 
     async def tokens(self, request: Request) -> JSONResponse:
         lm, text = self._model(request), params.text(request, "text")

@@ -109,3 +109,18 @@ def half(array: np.ndarray) -> dict:
     """A (T, H) array as float16 bytes in base64: a fifth of its size as JSON numbers."""
     data = np.ascontiguousarray(array, dtype="<f2").tobytes()
     return {"shape": list(array.shape), "float16": base64.b64encode(data).decode("ascii")}
+
+
+def positions(request: Request, name: str, count: int) -> np.ndarray:
+    """A set of token positions written as "3-7,12" (ranges inclusive) as a (count,) mask."""
+    raw = request.query_params.get(name, "")
+    mask = np.zeros(count, dtype=bool)
+    for part in filter(None, raw.split(",")):
+        low, _, high = part.partition("-")
+        if not (low.isdigit() and (high.isdigit() or not high)):
+            raise RnnlabError(f"'{name}' must be positions like 3-7,12, got {part!r}")
+        a, b = int(low), int(high or low)
+        if not a <= b < count:
+            raise RnnlabError(f"'{name}': {part} is outside the {count} tokens read")
+        mask[a : b + 1] = True
+    return mask

@@ -3,6 +3,7 @@
 
 import { initMemory } from "./memory.js";
 import { initTraining } from "./training.js";
+import { initUnits, selectUnit, showRead } from "./units.js";
 import { download, setupVectors } from "./vectors.js";
 
 const $ = (id) => document.getElementById(id);
@@ -226,6 +227,9 @@ async function read() {
     return li;
   }));
   $("heat-tokens").hidden = row < ROW;
+  showRead({ model: $("model").value, text: $("read-text").value, layer: result.layer, kind, tokens: result.tokens, values, H,
+    colour: (v) => `rgb(${rgb(v, scale, gate).join(", ")})` });
+  canvas.onclick = (e) => selectUnit(Math.min(H - 1, Math.floor(e.offsetX / width)));
   canvas.onmousemove = (e) => {
     const t = Math.floor(e.offsetY / row), u = Math.floor(e.offsetX / width);
     if (t < T && u < H) $("cell").textContent = `token ${t} “${result.tokens[t]}”, unit ${u}: ${kind} = ${values[t * H + u].toFixed(3)}`;
@@ -278,6 +282,7 @@ async function init() {
   $("score-go").addEventListener("click", guarded(score));
   initMemory({ api, status, models: () => models, currentModel });
   initTraining({ api, status });
+  initUnits({ api, status, guarded });
   $("read-export").addEventListener("click", guarded(async () => {
     const saved = await download("/api/export/activations", { model: $("model").value, text: $("read-text").value, format: "npz" }, "activations.npz");
     status(`saved ${saved}: every layer's h, C and gates as float32 arrays, and the tokens`);
