@@ -233,9 +233,8 @@ class Recurrent(nn.Module):
         D = self.num_directions
         state = map_state(lambda h: h[first * D : (first + count) * D], state)
         hx = list(state) if kernel == "lstm" else state
-        dropout = 0.0 if self.locked else float(self.dropout)
-        args = (self._flat_weights(self.cells[first * D : (first + count) * D]), True, count, dropout,
-                self.training, self.bidirectional)
+        args = (self._flat_weights(self.cells[first * D : (first + count) * D]), True, count,
+                float(self.dropout), self.training, self.bidirectional)
         if lengths is None:
             out, *final = fn(x, hx, *args, False)
             return out, (tuple(final) if kernel == "lstm" else final[0])
