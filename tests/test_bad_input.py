@@ -282,6 +282,12 @@ def test_embed_settings_out_of_range(capsys, data, out, flag, value, needle):
     ("--max-vocab", "0", "max_size"), ("--epochs", "-1", "epochs"), ("--clip", "-1", "clip"),
     ("--embed-size", "0", "embed"),
     ("--embed-size", "-4", "embedding"),
+    ("--weight-drop", "1", "weight_drop must be in [0, 1), got 1.0"),
+    ("--weight-drop", "-0.1", "weight_drop"),
+    ("--dropout-input", "1.5", "dropout_input"), ("--dropout-hidden", "-0.2", "dropout_hidden"),
+    ("--dropout-output", "1", "dropout_output"), ("--dropout-words", "-1", "dropout_words"),
+    ("--dropout-words", "nan", "dropout_words"), ("--ar", "-2", "ar must be a non-negative number"),
+    ("--tar", "-1", "tar must be"), ("--tar", "inf", "tar must be"),
 ])
 def test_train_settings_out_of_range(capsys, data, out, flag, value, needle):
     user_error(capsys, ["train", data / "good.txt", "-o", out / "run", "--no-progress",
@@ -429,6 +435,8 @@ LM_CASES = {
     "vocab size a bool": (model_setting("vocab_size", True), "config.json"),
     "negative hidden size": (model_setting("hidden_size", -1), "hidden"),
     "dropout out of range": (model_setting("dropout", 2), "dropout"),
+    "weight drop out of range": (model_setting("weight_drop", 1.0), "'weight_drop'"),
+    "locked dropout a string": (model_setting("dropout_input", "0.4"), "'dropout_input'"),
     "unknown cell": (model_setting("cell", "xx"), "'xx'"),
     "unknown level": (edit_json("config.json", lambda c: c.__setitem__("level", "byte")), "'byte'"),
     "wrong version": (edit_json("config.json", lambda c: c.__setitem__("version", 99)), "version"),

@@ -93,7 +93,10 @@ def single(corpus, tmp_path, args):
     return out
 
 
-@pytest.mark.parametrize("args", [STREAM, SENTENCE], ids=["stream-sgd-sum", "sentence-adam-mean"])
+# AR and TAR are per-token means of each rank's share, weighted by its tokens: the sum over ranks
+# is one process's penalty. (In sentence mode TAR's pairs per token differ between shares.)
+@pytest.mark.parametrize("args", [STREAM, SENTENCE, [*STREAM, "--ar", "2", "--tar", "1"]],
+                         ids=["stream-sgd-sum", "sentence-adam-mean", "stream-ar-tar"])
 def test_two_processes_train_the_same_model_as_one(corpus, tmp_path, args):
     one = single(corpus, tmp_path, args)
     two = tmp_path / "two"

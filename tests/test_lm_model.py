@@ -108,6 +108,9 @@ def test_bad_settings_are_user_errors():
         LanguageModel(10, cell="transformer")
     with pytest.raises(RnnlabError, match="dropout"):
         LanguageModel(10, dropout=1.0)
+    for name in ("dropout_input", "dropout_hidden", "dropout_output", "dropout_words", "weight_drop"):
+        with pytest.raises(RnnlabError, match=rf"{name} must be in \[0, 1\), got -0.1"):
+            LanguageModel(10, **{name: -0.1})
 
 
 @pytest.mark.parametrize("update", ["optimizer", "load_state_dict"])

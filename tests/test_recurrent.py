@@ -159,7 +159,8 @@ def test_dropout_between_layers_only_in_training():
     assert not torch.allclose(a, c)
 
 
-@pytest.mark.parametrize("bad", [{"output": "first"}, {"num_layers": 0}, {"dropout": 1.0}])
+@pytest.mark.parametrize("bad", [{"output": "first"}, {"num_layers": 0}, {"dropout": 1.0},
+                                 {"weight_drop": 1.0}, {"weight_drop": -0.5}])
 def test_bad_settings_are_refused(bad):
     with pytest.raises(RnnlabError):
         Recurrent("lstm", I, H, **bad)

@@ -45,6 +45,8 @@ class Cell(nn.Module):
     cell_type = ""  # the name make_cell builds it by
     has_cell_state = False
     forget_gate: int | None = None  # which block of H rows of b is the forget gate's
+    # The matrices acting on h_{t-1}, in their first H columns: what DropConnect masks.
+    hidden_weights: tuple[str, ...] = ("W",)
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
@@ -72,6 +74,8 @@ class Cell(nn.Module):
 
 class RNNCell(Cell):
     """Vanilla RNN: s_t = tanh(W x_t + U s_{t-1} + b); "relu" and "linear" swap the tanh."""
+
+    hidden_weights = ("U",)
 
     def __init__(self, input_size: int, hidden_size: int, nonlinearity: str = "tanh") -> None:
         super().__init__(input_size, hidden_size)
@@ -196,6 +200,7 @@ class GRUCell(Cell):
     """
 
     cell_type = "gru"
+    hidden_weights = ("W_zr", "W")  # W's first H columns meet r * h_{t-1}, still h's
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__(input_size, hidden_size)

@@ -9,6 +9,11 @@ BPTT of `rnnlab.fused` for the others. Tests hold the two paths to each other an
 Shapes follow torch.nn.LSTM: input (T, B, I), or (B, T, I) with `batch_first`; the state is
 `h` (or the pair `(h, C)` for the LSTM family), each (num_layers * num_directions, B, H).
 
+Regularisers of the AWD-LSTM (rnnlab.dropout): `weight_drop` masks the hidden-to-hidden
+weights (DropConnect) once per forward call in training, before any path runs, so the fused
+kernels run on the dropped matrices; `locked=True` makes the dropout between layers one mask
+per sequence for all steps instead of a fresh one per step.
+
 Truncated BPTT (the lecture's "range over which gradients are computed"): carry the final
 state into the next batch through `detach_state`, which keeps its values and cuts the graph,
 so gradients flow back at most one batch of steps. Clip gradients with
@@ -26,6 +31,7 @@ from torch import _VF, Tensor, nn
 
 from rnnlab import fused
 from rnnlab.cells import Cell, State, check_cell_type, make_cell, map_state
+from rnnlab.dropout import check_rate, drop_connect, locked_dropout
 from rnnlab.errors import RnnlabError
 
 TORCH_KERNELS = {"lstm": "lstm", "rnn": "rnn_tanh", "rnn-relu": "rnn_relu"}
@@ -61,15 +67,16 @@ def run_cell(cell: Cell, x: Tensor, state: State, lengths: Tensor | None = None)
     return torch.stack(outputs), state
 
 
-def check_settings(cell_type: str, num_layers: int = 1, dropout: float = 0.0, output: str = "all") -> None:
+def check_settings(cell_type: str, num_layers: int = 1, dropout: float = 0.0, output: str = "all",
+                   weight_drop: float = 0.0) -> None:
     """RnnlabError for settings no `Recurrent` takes (cell sizes are checked by the cell)."""
     check_cell_type(cell_type)
     if output not in ("all", "last"):
         raise RnnlabError(f"output must be 'all' or 'last', got {output!r}")
     if num_layers < 1:
         raise RnnlabError(f"num_layers must be at least 1, got {num_layers}")
-    if not 0.0 <= dropout < 1.0:
-        raise RnnlabError(f"dropout must be in [0, 1), got {dropout}")
+    check_rate("dropout", dropout)
+    check_rate("weight_drop", weight_drop)
 
 
 class Recurrent(nn.Module):
@@ -86,10 +93,13 @@ class Recurrent(nn.Module):
         batch_first: bool = False,
         output: str = "all",
         fast: bool = True,
+        weight_drop: float = 0.0,
+        locked: bool = False,
         **cell_options,
     ) -> None:
         super().__init__()
-        check_settings(cell_type, num_layers, dropout, output)
+        check_settings(cell_type, num_layers, dropout, output, weight_drop)
+        self.weight_drop, self.locked = weight_drop, locked
         self.cell_type = cell_type
         self.input_size, self.hidden_size = input_size, hidden_size
         self.num_layers, self.bidirectional = num_layers, bidirectional
@@ -109,13 +119,20 @@ class Recurrent(nn.Module):
         return (h, h.clone()) if self.has_cell_state else h
 
     def forward(
-        self, x: Tensor, state: State | None = None, lengths: Tensor | None = None
+        self, x: Tensor, state: State | None = None, lengths: Tensor | None = None,
+        weight_drop: bool = True,
     ) -> tuple[Tensor, State]:
         """Run over x; `lengths` (B,) marks the real steps of a padded batch.
 
         Returns (output, final_state). Output "all" is (T, B, D*H), zero at padded steps;
         "last" is (B, D*H), each sequence's last real step (the backward direction's step 0).
+        In training, `weight_drop=False` skips this call's DropConnect masks.
         """
+        if weight_drop and self.weight_drop and self.training:
+            # One DropConnect mask per matrix for the whole call: the pass runs with the dropped
+            # matrices standing in for the parameters, whose gradients are the masked ones.
+            return torch.func.functional_call(self, self.dropped_weights(), (x, state, lengths),
+                                              {"weight_drop": False})
         if self.batch_first:
             x = x.transpose(0, 1)
         T, B, _ = x.shape
@@ -141,6 +158,18 @@ class Recurrent(nn.Module):
             out = out.transpose(0, 1)
         return out, state
 
+    def dropped_weights(self) -> dict[str, Tensor]:
+        """Each cell's hidden-to-hidden columns with a fresh DropConnect mask, by parameter name."""
+        H = self.hidden_size
+        return {f"cells.{k}.{name}": drop_connect(getattr(cell, name), self.weight_drop, slice(0, H))
+                for k, cell in enumerate(self.cells) for name in cell.hidden_weights}
+
+    def _between_layers(self, x: Tensor) -> Tensor:
+        """Dropout on a layer's output before the next layer: locked, or fresh at every step."""
+        if self.locked:
+            return locked_dropout(x, self.dropout, True)
+        return F.dropout(x, self.dropout, True)
+
     def _kernel(self) -> str | None:
         """The name of torch's fused kernel computing exactly this cell, if there is one."""
         nonlinearity = getattr(self.cells[0], "nonlinearity", "tanh")
@@ -162,16 +191,16 @@ class Recurrent(nn.Module):
                 finals.append(s)
             layer_input = torch.cat(outs, 2) if self.bidirectional else outs[0]
             if self.dropout and self.training and layer < self.num_layers - 1:
-                layer_input = F.dropout(layer_input, self.dropout, True)
+                layer_input = self._between_layers(layer_input)
         if self.has_cell_state:
             final = (torch.stack([s[0] for s in finals]), torch.stack([s[1] for s in finals]))
         else:
             final = torch.stack(finals)
         return layer_input, final
 
-    def _flat_weights(self) -> list[Tensor]:
+    def _flat_weights(self, cells: list[Cell]) -> list[Tensor]:
         weights = []
-        for cell in self.cells:
+        for cell in cells:
             if self.cell_type == "lstm":
                 # Contiguous copies made once here: given strided column slices of W, torch's
                 # kernel copies them itself in forward and backward, and the slices' backward
@@ -184,11 +213,28 @@ class Recurrent(nn.Module):
         return weights
 
     def _forward_torch(self, x: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
+        if not (self.locked and self.dropout and self.training):
+            return self._torch_layers(x, state, lengths, 0, self.num_layers)
+        # The kernel's own dropout between layers is fresh at every step: for locked dropout
+        # it runs one layer at a time.
+        finals = []
+        for layer in range(self.num_layers):
+            if layer:
+                x = self._between_layers(x)
+            x, final = self._torch_layers(x, state, lengths, layer, 1)
+            finals.append(final)
+        return x, map_state(lambda *parts: torch.cat(parts), *finals)
+
+    def _torch_layers(self, x: Tensor, state: State, lengths: Tensor | None, first: int,
+                      count: int) -> tuple[Tensor, State]:
+        """Layers first .. first+count-1 in one call of torch's kernel, from their part of state."""
         kernel = self._kernel()
         fn = getattr(_VF, kernel)
+        D = self.num_directions
+        state = map_state(lambda h: h[first * D : (first + count) * D], state)
         hx = list(state) if kernel == "lstm" else state
-        args = (self._flat_weights(), True, self.num_layers, float(self.dropout), self.training,
-                self.bidirectional)
+        args = (self._flat_weights(self.cells[first * D : (first + count) * D]), True, count,
+                float(self.dropout), self.training, self.bidirectional)
         if lengths is None:
             out, *final = fn(x, hx, *args, False)
             return out, (tuple(final) if kernel == "lstm" else final[0])

@@ -115,8 +115,23 @@ def register(subparsers) -> None:
     g.add_argument("--embed-size", type=int,
                    help="embedding size (the vectors' dimension, else the hidden size)")
     g.add_argument("--dropout", type=float,
-                   help=f"dropout on the embedding, between layers and before the decoder "
-                        f"({D.dropout})")
+                   help=f"dropout on the embedding, between layers and before the decoder, fresh "
+                        f"at every step (Zaremba); where a --dropout-input/-hidden/-output is "
+                        f"given, that one acts there instead ({D.dropout})")
+    g.add_argument("--dropout-input", type=float, metavar="P",
+                   help="locked (variational) dropout on the embedding's output: one mask per "
+                        "sequence for all steps (off: --dropout; AWD-LSTM: 0.4 PTB, 0.65 WT2)")
+    g.add_argument("--dropout-hidden", type=float, metavar="P",
+                   help="locked dropout between recurrent layers (off: --dropout; AWD-LSTM: 0.25 "
+                        "PTB, 0.2 WT2)")
+    g.add_argument("--dropout-output", type=float, metavar="P",
+                   help="locked dropout on the last layer's output (off: --dropout; AWD-LSTM: 0.4)")
+    g.add_argument("--dropout-words", type=float, metavar="P",
+                   help=f"embedding dropout: whole words dropped per batch ({D.dropout_words}; "
+                        f"AWD-LSTM: 0.1)")
+    g.add_argument("--weight-drop", type=float, metavar="P",
+                   help=f"DropConnect on the hidden-to-hidden weights, one mask per batch "
+                        f"({D.weight_drop}; AWD-LSTM: 0.5)")
     g.add_argument("--no-tie", dest="tie_weights", action="store_false",
                    help="separate decoder weights (default: tied to the embedding)")
     g.add_argument("--init-range", type=float,
@@ -143,6 +158,12 @@ def register(subparsers) -> None:
                         "batch (Zaremba); mean: per token; auto: sum for SGD, mean for Adam")
     g.add_argument("--clip", type=float, help=f"max gradient norm, 0 = off ({D.clip})")
     g.add_argument("--weight-decay", type=float, help=f"({D.weight_decay})")
+    g.add_argument("--ar", type=float, metavar="ALPHA",
+                   help=f"activation regularisation: ALPHA x mean square of the last layer's "
+                        f"dropped-out output, added to the training loss ({D.ar}; AWD-LSTM: 2)")
+    g.add_argument("--tar", type=float, metavar="BETA",
+                   help=f"temporal activation regularisation: BETA x mean square of the change "
+                        f"of the last layer's output from step to step ({D.tar}; AWD-LSTM: 1)")
     g.add_argument("--bptt", type=int, help=f"truncated BPTT length, stream mode ({D.bptt})")
     g.add_argument("--batch-size", type=int, help=f"({D.batch_size})")
     g.add_argument("--eval-batch-size", type=int, help=f"({D.eval_batch_size})")

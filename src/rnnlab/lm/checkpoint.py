@@ -23,7 +23,7 @@ from rnnlab.cells import CELL_TYPES
 from rnnlab.errors import RnnlabError
 from rnnlab.fileio import atomic_dir
 from rnnlab.formats import check_format
-from rnnlab.lm.model import LanguageModel
+from rnnlab.lm.model import REGULARISERS, LanguageModel
 from rnnlab.text.pipeline import TextPipeline
 from rnnlab.text.vocab import Vocabulary
 
@@ -109,10 +109,13 @@ def _check_model_settings(model: dict, where: Path) -> None:
     if model.get("cell", "lstm") not in CELL_TYPES:
         raise RnnlabError(f"{where}: unknown cell {model['cell']!r}; "
                           f"choose from {', '.join(CELL_TYPES)}")
-    dropout = model.get("dropout", 0.0)
-    if type(dropout) not in (int, float) or not 0.0 <= dropout < 1.0:
-        raise RnnlabError(f"{where}: model setting 'dropout' must be a number in [0, 1), "
-                          f"got {dropout!r}")
+    for key, off in {"dropout": 0.0, **REGULARISERS}.items():
+        rate = model.get(key, off)
+        if rate is None and off is None:
+            continue
+        if type(rate) not in (int, float) or not 0.0 <= rate < 1.0:
+            raise RnnlabError(f"{where}: model setting {key!r} must be a number in [0, 1), "
+                              f"got {rate!r}")
     if not isinstance(model.get("tie_weights", True), bool):
         raise RnnlabError(f"{where}: model setting 'tie_weights' must be true or false, "
                           f"got {model['tie_weights']!r}")

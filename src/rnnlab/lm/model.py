@@ -4,6 +4,12 @@ One model serves word and character level. It learns P(w_t | w_<t) (docs/lecture
 step t score the token at t+1. With `tie_weights` the decoder reuses the embedding matrix
 (Press & Wolf 2017); when the top layer's size differs from the embedding's, a linear
 projection H -> E sits in between so the tie still holds.
+
+Dropout: `dropout` is Zaremba et al.'s, fresh at every step, on the embedding's output, between
+layers and on the last layer's output. The AWD-LSTM's (Merity et al. 2018, rnnlab.dropout) take
+its place where given: locked dropout `dropout_input`, `dropout_hidden`, `dropout_output` (None:
+`dropout` there), whole words `dropout_words`, and DropConnect `weight_drop` on the recurrent
+matrices. All act in training only.
 """
 
 from __future__ import annotations
@@ -15,12 +21,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab.cells import State, map_state
+from rnnlab.dropout import check_rate, embedding_dropout, locked_dropout
 from rnnlab.errors import RnnlabError
 from rnnlab.memory import check_fits
 from rnnlab.recurrent import Recurrent, check_settings
 
 # Weight matrices per cell: one per gate or candidate (the equations in docs/lecture.md).
 GATES = {"rnn": 1, "rnn-relu": 1, "lstm": 4, "peephole": 4, "coupled": 3, "gru": 3}
+# The AWD-LSTM's rates with their "off" values: config.json names them only when set, so that
+# the folders of models trained without them stay as they were.
+REGULARISERS = {"dropout_input": None, "dropout_hidden": None, "dropout_output": None,
+                "dropout_words": 0.0, "weight_drop": 0.0}
 
 
 def check_size(vocab_size: int, embed_size: int, hidden_size: int, num_layers: int,
@@ -47,19 +58,35 @@ class LanguageModel(nn.Module):
         dropout: float = 0.0,
         tie_weights: bool = True,
         init_range: float | None = None,
+        dropout_input: float | None = None,
+        dropout_hidden: float | None = None,
+        dropout_output: float | None = None,
+        dropout_words: float = 0.0,
+        weight_drop: float = 0.0,
         **cell_options,
     ) -> None:
         super().__init__()
+        rates = dict(dropout_input=dropout_input, dropout_hidden=dropout_hidden,
+                     dropout_output=dropout_output, dropout_words=dropout_words,
+                     weight_drop=weight_drop)
         check_settings(cell, num_layers, dropout)
+        for name, rate in rates.items():
+            if rate is not None:
+                check_rate(name, rate)
         if min(vocab_size, embed_size, hidden_size) < 1:
             raise RnnlabError("vocabulary, embedding and hidden sizes must be positive")
         check_size(vocab_size, embed_size, hidden_size, num_layers, cell, tie_weights)
         self.config = dict(vocab_size=vocab_size, embed_size=embed_size, hidden_size=hidden_size,
                            num_layers=num_layers, cell=cell, dropout=dropout,
-                           tie_weights=tie_weights, init_range=init_range, **cell_options)
+                           tie_weights=tie_weights, init_range=init_range, **cell_options,
+                           **{k: v for k, v in rates.items() if v != REGULARISERS[k]})
         self.dropout = dropout
+        self.dropout_input, self.dropout_output = dropout_input, dropout_output
+        self.dropout_words = dropout_words
         self.embedding = nn.Embedding(vocab_size, embed_size)
-        self.rnn = Recurrent(cell, embed_size, hidden_size, num_layers, dropout=dropout,
+        self.rnn = Recurrent(cell, embed_size, hidden_size, num_layers,
+                             dropout=dropout if dropout_hidden is None else dropout_hidden,
+                             weight_drop=weight_drop, locked=dropout_hidden is not None,
                              **cell_options)
         self.projection = None
         self._decoder_t, self._decoder_t_key = None, None
@@ -87,15 +114,29 @@ class LanguageModel(nn.Module):
         return self.rnn.zero_state(batch, self.embedding.weight)
 
     def forward(
-        self, tokens: Tensor, state: State | None = None, lengths: Tensor | None = None
-    ) -> tuple[Tensor, State]:
-        """Logits (T, B, V) for token ids (T, B), and the final state; `lengths` for padding."""
-        x = F.dropout(self.embedding(tokens), self.dropout, self.training)
-        out, state = self.rnn(x, state, lengths)
-        out = F.dropout(out, self.dropout, self.training)
-        if self.projection is not None:
-            out = self.projection(out)
-        return self.decoder(out), state
+        self, tokens: Tensor, state: State | None = None, lengths: Tensor | None = None,
+        activations: bool = False,
+    ) -> tuple[Tensor, State] | tuple[Tensor, State, tuple[Tensor, Tensor]]:
+        """Logits (T, B, V) for token ids (T, B), and the final state; `lengths` for padding.
+
+        `activations=True` adds the last layer's output (T, B, H) before and after its dropout,
+        what activation regularisation (rnnlab.lm.regularisers) penalises.
+        """
+        if self.dropout_words:
+            x = embedding_dropout(self.embedding.weight, tokens, self.dropout_words, self.training)
+        else:
+            x = self.embedding(tokens)
+        x = self._drop(x, self.dropout_input)
+        raw, state = self.rnn(x, state, lengths)
+        out = self._drop(raw, self.dropout_output)
+        logits = self.decoder(out if self.projection is None else self.projection(out))
+        return (logits, state, (raw, out)) if activations else (logits, state)
+
+    def _drop(self, x: Tensor, locked: float | None) -> Tensor:
+        """Locked dropout at rate `locked` when given, else Zaremba's, fresh at every step."""
+        if locked is None:
+            return F.dropout(x, self.dropout, self.training)
+        return locked_dropout(x, locked, self.training)
 
     @torch.no_grad()
     def step(self, token: Tensor, state: State | None = None) -> tuple[Tensor, State]:

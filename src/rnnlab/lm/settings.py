@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rnnlab.device import PRECISIONS
+from rnnlab.dropout import check_rate
 from rnnlab.errors import RnnlabError
 from rnnlab.text.pipeline import check_level_mode
 
@@ -48,7 +49,13 @@ class TrainSettings:
     layers: int = 2
     hidden_size: int | None = None  # None: the vectors' dimension, else DEFAULT_HIDDEN
     embed_size: int | None = None  # None: the vectors' dimension, else hidden_size
-    dropout: float = 0.0
+    dropout: float = 0.0  # Zaremba's: fresh at every step; where the AWD-LSTM's are None
+    # The AWD-LSTM's regularisers (Merity et al. 2018; its PTB values in the comments).
+    dropout_input: float | None = None  # locked dropout on the embedding's output (0.4)
+    dropout_hidden: float | None = None  # locked dropout between recurrent layers (0.25)
+    dropout_output: float | None = None  # locked dropout on the last layer's output (0.4)
+    dropout_words: float = 0.0  # embedding dropout: whole words per batch (0.1)
+    weight_drop: float = 0.0  # DropConnect on the hidden-to-hidden weights (0.5)
     tie_weights: bool = True
     init_range: float | None = 0.1  # None: the cells' own initialisation
     vectors: str | None = None  # word-vector file for the input embedding
@@ -63,6 +70,8 @@ class TrainSettings:
     loss: str = "auto"  # auto (SGD: sum, Adam: mean) | sum | mean
     clip: float = 5.0  # max gradient norm; 0 turns clipping off
     weight_decay: float = 0.0
+    ar: float = 0.0  # activation regularisation α (AWD-LSTM: 2)
+    tar: float = 0.0  # temporal activation regularisation β (AWD-LSTM: 1)
     bptt: int = 20
     batch_size: int = 20
     eval_batch_size: int = 10
@@ -99,6 +108,13 @@ class TrainSettings:
                 label = {"embed_size": "embedding size (embed_size)",
                          "hidden_size": "hidden size (hidden_size)"}.get(name, name)
                 raise RnnlabError(f"{label} must be at least 1, got {getattr(self, name)}")
+        for name in ("dropout", "dropout_input", "dropout_hidden", "dropout_output",
+                     "dropout_words", "weight_drop"):
+            if getattr(self, name) is not None:
+                check_rate(name, getattr(self, name))
+        for name in ("ar", "tar"):
+            if not 0 <= getattr(self, name) < float("inf"):
+                raise RnnlabError(f"{name} must be a non-negative number, got {getattr(self, name)}")
         if self.lr is not None and not self.lr > 0:
             raise RnnlabError(f"lr must be positive, got {self.lr}")
         if self.split is not None:

@@ -38,6 +38,7 @@ from rnnlab.lm import checkpoint, distributed, evaluation
 from rnnlab.lm.bundle import LM
 from rnnlab.lm.data import IGNORE, SentenceBatches, StreamBatches, read_text, split_lines
 from rnnlab.lm.model import LanguageModel
+from rnnlab.lm.regularisers import activation_penalty
 from rnnlab.lm.settings import DEFAULT_HIDDEN, TrainSettings
 from rnnlab.lm.state import (
     Progress,
@@ -128,7 +129,8 @@ def build_model(s: TrainSettings, vocab: Vocabulary, built: dict | None,
         tie = False
     torch.manual_seed(s.seed)
     model = LanguageModel(len(vocab), embed or hidden, hidden, s.layers, s.cell, s.dropout, tie,
-                          s.init_range)
+                          s.init_range, s.dropout_input, s.dropout_hidden, s.dropout_output,
+                          s.dropout_words, s.weight_drop)
     if s.freeze_vectors:  # load_vectors froze them on the first run; a resume must too
         model.embedding.weight.requires_grad_(False)
     if wv is None:
@@ -270,15 +272,22 @@ class Trainer:
         s, p = self.s, self.p
         x, y, lengths, real = self.local_batch(item)
         state = detach_state(self.hidden) if self.data.train.carries_state else None
+        penalised = bool(s.ar or s.tar)
         with autocast(self.device, s.precision):
-            logits, new_state = self.net(x, state, lengths)
+            logits, new_state, *outputs = self.net(x, state, lengths, activations=penalised)
         loss, count = sequence_loss(logits.float(), y)
         # Sums over the whole batch (all ranks) decide alike everywhere. DDP averages the ranks'
         # gradients, so each scales its summed loss by world / (batch or tokens of the batch).
         total, tokens, columns = self.group.sum(
             [loss.item(), count, x.shape[1]] if real else [0.0, 0, 0], self.device)
         scale = self.group.world / (columns if s.summed_loss else max(tokens, 1))
-        objective = loss * (scale if real else 0.0)
+        if penalised:
+            # AR and TAR are per token, like a mean loss: times the tokens they join the sum.
+            raw, dropped = (o.float() for o in outputs[0])
+            loss_and_penalty = loss + count * activation_penalty(raw, dropped, s.ar, s.tar, lengths)
+        else:
+            loss_and_penalty = loss
+        objective = loss_and_penalty * (scale if real else 0.0)
         ok = math.isfinite(total)
         if ok:
             self.optimizer.zero_grad(set_to_none=True)
