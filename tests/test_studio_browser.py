@@ -244,6 +244,9 @@ def test_the_address_names_the_view(page, server):
     page.goto(server + "#nonsense")
     sync_api.expect(page).to_have_url(server + "#write")  # replaced by the view it falls back to
     assert page.locator("#write").is_visible()
+    page.goto("about:blank")
+    page.goto(server + "#vectors")  # a view that loads on its first visit loads from the address
+    sync_api.expect(page.locator("#status")).to_contain_text("words by PCA")
 
 
 def test_stop_ends_a_generation(page):
@@ -371,6 +374,13 @@ def test_memory_view_draws_a_strip_for_each_model(page, tmp_path):
                                                           "to school there . i speak fluent ") + 1
     assert page.locator("#memory-legend").is_visible() and "log scale" in page.text_content("#memory-legend")
     shoot(page, tmp_path, "memory")
+    # Picked in the character model, the "e" of "chinese" is inside the word model's "chinese".
+    page.select_option("#model", "zh")
+    page.click("#memory-go")
+    chars = page.locator("#memory-tokens .mtoken")
+    sync_api.expect(chars.last).to_have_text("e")
+    chars.last.click()
+    sync_api.expect(page.locator(".strip").first.locator(".mcell.target")).to_have_text("chinese")
 
 
 def test_training_view_follows_the_runs_metrics(page, root, tmp_path):
@@ -387,6 +397,11 @@ def test_training_view_follows_the_runs_metrics(page, root, tmp_path):
     sync_api.expect(rows).to_have_count(3, timeout=15_000)
     assert page.evaluate(chart) != drawn
     assert "epoch 2" in page.text_content("#training-info")
+    with open(root / "run" / "metrics.jsonl", "a") as f:  # the test record that ends a run
+        f.write(json.dumps({"test_loss": 1.9, "test_ppl": 6.686, "best_epoch": 2}) + "\n")
+    sync_api.expect(page.locator("#training-info")).to_contain_text("test perplexity 6.686 (best epoch 2)",
+                                                                   timeout=15_000)
+    sync_api.expect(rows).to_have_count(3)  # a line of text, not an epoch row
     page.select_option("#curve", "ppl")
     shoot(page, tmp_path, "training")
 # -- Vectors view ------------------------------------------------------------------------------

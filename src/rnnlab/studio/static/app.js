@@ -288,7 +288,10 @@ async function init() {
     status(`saved ${saved}: every layer's h, C and gates as float32 arrays, and the tokens`);
   }));
   await setupVectors({ api, status, guarded, showView });
-  showView(location.hash.slice(1));
+  // The address's view opens as a click on its tab would (a view may load on its first visit).
+  const tab = document.querySelector(`.tab[data-view="${CSS.escape(location.hash.slice(1))}"]:not([hidden])`);
+  if (tab) tab.click();
+  else showView("write");
 }
 
 guarded(init)();

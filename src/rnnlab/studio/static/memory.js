@@ -58,12 +58,13 @@ export function initMemory({ api, status, models, currentModel }) {
   }
 
   function positionIn(other, start) {
-    // The same place in a model that cuts the text differently: its first token that starts
-    // where the picked one starts (or later), e.g. the "c" of "chinese" for a character model.
-    for (let i = 1; i < other.spans.length; i++) {
-      if (other.spans[i] && other.spans[i][0] >= start) return i;
-    }
-    return null;
+    // The same place in a model that cuts the text differently: its token that holds the
+    // picked one's first character (the word "chinese" for its "e"), else the first token
+    // that starts after it (the "c" of "chinese" for the word).
+    const spans = other.spans.map((s, i) => [s, i]).slice(1).filter(([s]) => s);
+    const holding = spans.find(([s]) => s[0] <= start && start < s[1]);
+    const after = spans.find(([s]) => s[0] >= start);
+    return (holding || after || [null, null])[1];
   }
 
   async function pick(t) {

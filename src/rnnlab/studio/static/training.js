@@ -129,8 +129,11 @@ export function initTraining({ api, status }) {
   async function refresh() {
     const run = $("run").value;
     if (!run) return;
-    const latest = await api("/api/training", { run });
-    const text = JSON.stringify(latest);
+    const all = await api("/api/training", { run });
+    // The epochs (and a stop inside one) are the curve; the final test record is a line of text.
+    const latest = all.filter((r) => typeof r.epoch === "number");
+    const test = all.find((r) => typeof r.test_loss === "number");
+    const text = JSON.stringify(all);
     const last = latest.filter((r) => !r.partial).at(-1);
     const lagging = last && (sampled === null || sampled < last.epoch);
     if (text === seen && !lagging) return;
@@ -141,7 +144,8 @@ export function initTraining({ api, status }) {
       chart($("training-chart"), records, $("curve").value);
       table();
       $("training-info").textContent = `${run}: ${records.length} record(s)` +
-        (last ? `, epoch ${last.epoch}: valid perplexity ${format(last.valid_ppl)}` : "");
+        (last ? `, epoch ${last.epoch}: valid perplexity ${format(last.valid_ppl)}` : "") +
+        (test ? `; test perplexity ${format(test.test_ppl)} (best epoch ${test.best_epoch})` : "");
     }
     await sample(run);
   }
