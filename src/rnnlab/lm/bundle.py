@@ -24,6 +24,7 @@ from rnnlab.errors import RnnlabError
 from rnnlab.lm import evaluation
 from rnnlab.lm.checkpoint import load_weights, model_folder, read_config, save_model
 from rnnlab.lm.data import read_text
+from rnnlab.lm.dynamic import Adapter, Dynamic, gradient_rms
 from rnnlab.lm.forms import FormDecoder, make_form
 from rnnlab.lm.generate import sample_ids
 from rnnlab.lm.model import LanguageModel
@@ -123,13 +124,17 @@ class LM:
 
     def evaluate(self, source: str | Path | Iterable[str], batch_size: int | None = None,
                  encoding: str = "utf-8", errors: str = "strict",
-                 progress: Callable[[int, int], None] | None = None) -> dict:
+                 progress: Callable[[int, int], None] | None = None,
+                 dynamic: Dynamic | None = None) -> dict:
         """Mean loss per token of a text file (or lines): {"loss", "perplexity", "tokens",
         "oov", "oov_rate"[, "bits_per_char"]}, counted as rnnlab.lm.evaluation says.
 
         `batch_size`: columns read side by side (default: as the model was validated in
         training, so the figures agree). `progress(done, total)` is called as tokens are read.
-        "oov" counts tokens not in the vocabulary, scored as `<unk>`.
+        "oov" counts tokens not in the vocabulary, scored as `<unk>`. With `dynamic` (see
+        rnnlab.lm.dynamic) the text is read as one column in its segments, and the result
+        holds the static figures of that reading and, under "dynamic", the adapted ones
+        (and the settings used); `batch_size` does not apply. The model is not changed.
         """
         lines = read_text(source, encoding, errors) if isinstance(source, (str, Path)) else source
         oov = 0
@@ -141,21 +146,45 @@ class LM:
                 yield tokens
 
         encoded = self.pipeline.encode_tokens(counted(self.pipeline.token_lines(lines)), self.vocab)
-        total_targets, done = evaluation.count_targets(encoded, self.pipeline.mode), 0
+        mode, context = self.pipeline.mode, self.pipeline.start_ids(self.vocab)
+        settings = dynamic.resolved(self.pipeline.level) if dynamic is not None else None
+        stats = None
+        if settings is not None and settings.stats is not None:
+            stats = self.pipeline.encode(read_text(settings.stats, encoding, errors)
+                                         if isinstance(settings.stats, (str, Path))
+                                         else settings.stats, self.vocab)
+        passes = 1 if settings is None else 2
+        total_targets, done = passes * evaluation.count_targets(encoded, mode), 0
+        total_targets += evaluation.count_targets(stats, mode) if stats is not None else 0
 
         def advance(n: int) -> None:
             nonlocal done
             done += n
             progress(done, total_targets)
 
-        total, count = evaluation.loss_sums(
-            self.model, encoded, self.pipeline.mode, self.pipeline.start_ids(self.vocab),
-            batch_size or self.eval_batch_size, progress=advance if progress else None)
+        step = advance if progress else None
+        if settings is None:
+            total, count = evaluation.loss_sums(self.model, encoded, mode, context,
+                                                batch_size or self.eval_batch_size, progress=step)
+            return {**self._summary(total, count), "oov": oov, "oov_rate": oov / count}
+        rms = None if stats is None else gradient_rms(self.model, stats, mode, context,
+                                                      settings.bptt, step)
+        total, count = evaluation.loss_sums(self.model, encoded, mode, context, 1, progress=step,
+                                            block=settings.bptt)
+        result = {**self._summary(total, count), "oov": oov, "oov_rate": oov / count}
+        adapter = Adapter(self.model, settings, rms)
+        total, count = evaluation.loss_sums(adapter.model, encoded, mode, context, 1,
+                                            progress=step, block=settings.bptt, learn=adapter)
+        rule = {"rule": "rms" if rms else "sgd", "lr": settings.lr, "decay": settings.decay,
+                "bptt": settings.bptt}
+        return {**result, "dynamic": {**self._summary(total, count), **rule}}
+
+    def _summary(self, total: float, count: int) -> dict:
+        """evaluation.summary of summed losses; RnnlabError for no tokens or a non-finite loss."""
         if count == 0:
             raise RnnlabError("nothing to evaluate: the text has no tokens")
         check_loss(total / count)
-        result = evaluation.summary(total, count, self.pipeline.level)
-        return {**result, "oov": oov, "oov_rate": oov / count}
+        return evaluation.summary(total, count, self.pipeline.level)
 
     def prepare(self, prime: str = "", length: int = 100, beam: int = 0, form: int | None = None,
                 lines: int | None = None, acrostic: str | None = None, rhyme: bool = False,
