@@ -86,17 +86,28 @@ def test_adapting_lowers_the_loss_of_a_repetitive_text_and_leaves_the_model_alon
     assert lm.evaluate(lines, batch_size=1)["loss"] == pytest.approx(r["loss"], rel=1e-12)
 
 
-def test_sgd_step_is_the_formula():
-    """One segment: θ ← θ − η∇L + λ(θ0 − θ) with θ = θ0, so exactly θ0 − η∇L."""
+def segment_grads(model, x, y) -> list[torch.Tensor]:
+    logits, _ = model(x)
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
+    return list(torch.autograd.grad(loss, list(model.parameters())))
+
+
+def test_sgd_steps_are_the_formula():
+    """θ ← θ − η∇L + λ(θ0 − θ): the first step from θ0 is θ0 − η∇L; the second pulls back."""
     lm = tiny_lm(cell="gru")
     x, y = torch.tensor([[2], [3], [4]]), torch.tensor([[3], [4], [5]])
     adapter = Adapter(lm.model, Dynamic(lr=0.3, decay=0.1).resolved("word"))
-    logits, _ = lm.model(x)
-    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
-    grads = torch.autograd.grad(loss, list(lm.model.parameters()))
+    start = [p.detach().clone() for p in lm.model.parameters()]
+    grads = segment_grads(lm.model, x, y)
     adapter(x, y, None, None)
-    for p0, p, g in zip(lm.model.parameters(), adapter.model.parameters(), grads):
+    one = [p.detach().clone() for p in adapter.model.parameters()]
+    for p0, p, g in zip(start, one, grads):
         assert torch.allclose(p, p0 - 0.3 * g, atol=1e-7)
+    grads = segment_grads(adapter.model, x, y)
+    adapter(x, y, None, None)
+    for p0, p1, p, g in zip(start, one, adapter.model.parameters(), grads):
+        assert torch.allclose(p, p1 - 0.3 * g + 0.1 * (p0 - p1), atol=1e-6)
+    assert max(float((0.1 * (p0 - p1)).abs().max()) for p0, p1 in zip(start, one)) > 1e-3
 
 
 def test_rms_rule_uses_the_gradient_statistics():
@@ -108,12 +119,10 @@ def test_rms_rule_uses_the_gradient_statistics():
     s = Dynamic(lr=1e-3, decay=0.25, stats=[]).resolved("word")
     adapter = Adapter(lm.model, s, rms)
     mean = float(torch.cat([r.flatten() for r in rms]).mean())
-    for rate, r in zip(adapter.rate, rms):  # the decay rate, clipped at 1/λ
-        assert torch.allclose(rate, (r / mean).clamp(max=4.0))
+    for pull, r in zip(adapter.pull, rms):  # λ times the decay rate clipped at 1/λ
+        assert torch.allclose(pull, 0.25 * (r / mean).clamp(max=4.0))
     x, y = torch.tensor([[2], [3]]), torch.tensor([[3], [4]])
-    logits, _ = lm.model(x)
-    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
-    grads = torch.autograd.grad(loss, list(lm.model.parameters()))
+    grads = segment_grads(lm.model, x, y)
     adapter(x, y, None, None)
     for p0, p, g, r in zip(lm.model.parameters(), adapter.model.parameters(), grads, rms):
         assert torch.allclose(p, p0 - 1e-3 * g / (r + 1e-3), atol=1e-6)

@@ -131,15 +131,15 @@ class Adapter:
         self.model = copy.deepcopy(model)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.start = [p.detach().clone() for p in self.params]
-        self.lr, self.decay = settings.lr, settings.decay
+        self.lr = settings.lr
         if rms is None:  # SGD: every weight alike
-            self.scale = [1.0] * len(self.params)
-            self.rate: list = [1.0] * len(self.params)
+            self.scale: list = [None] * len(self.params)
+            self.pull: list = [settings.decay] * len(self.params)
         else:
             mean = torch.cat([r.flatten() for r in rms]).mean()
             self.scale = [r + settings.epsilon for r in rms]
-            self.rate = [(r / mean).clamp(max=1 / settings.decay) if settings.decay else r
-                         for r in rms]
+            self.pull = [settings.decay * (r / mean).clamp(max=1 / settings.decay)
+                         if settings.decay else 0.0 for r in rms]
 
     @torch.no_grad()
     def __call__(self, x: Tensor, y: Tensor, state, lengths) -> None:
@@ -149,6 +149,11 @@ class Adapter:
         with torch.enable_grad():
             loss, _ = _loss(self.model, x, y, state, lengths)
             grads = torch.autograd.grad(loss, self.params)
-        for p, g, p0, scale, rate in zip(self.params, grads, self.start, self.scale, self.rate):
-            # both terms from the weights before the step, as in the paper's update
-            p += self.decay * rate * (p0 - p) - self.lr * g / scale
+        for p, g, p0, scale, pull in zip(self.params, grads, self.start, self.scale, self.pull):
+            # θ + pull·(θ0 − θ) first: both terms of the update are taken at the weights before it
+            if isinstance(pull, Tensor) or pull:
+                p.lerp_(p0, pull)
+            if scale is None:
+                p.add_(g, alpha=-self.lr)
+            else:
+                p.addcdiv_(g, scale, value=-self.lr)
