@@ -185,6 +185,25 @@ def test_bad_text_for_evaluate_and_score(capsys, data, out, name):
 
 
 @pytest.mark.parametrize("name", CORPUS_CASES)
+def test_bad_training_text_for_dynamic_evaluation(capsys, data, name):
+    user_error(capsys, ["evaluate", data / "lm", data / "good.txt", "--dynamic", "--dynamic-stats",
+                        data / name], name, CORPUS_CASES[name])
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--dynamic", "--dynamic-lr", "-1"], "--dynamic-lr must be a number ≥ 0, got -1"),
+    (["--dynamic", "--dynamic-lr", "nan"], "--dynamic-lr must be a number ≥ 0, got nan"),
+    (["--dynamic", "--dynamic-decay", "2"], "--dynamic-decay must be between 0 and 1, got 2"),
+    (["--dynamic", "--dynamic-bptt", "0"], "--dynamic-bptt must be at least 1, got 0"),
+    (["--dynamic-lr", "0.1"], "--dynamic-lr needs --dynamic"),
+    (["--dynamic", "--batch-size", "4"], "--batch-size does not apply to --dynamic"),
+])
+def test_bad_dynamic_evaluation_settings(capsys, data, argv, needle):
+    """Refused before the model is loaded: the model named here does not exist."""
+    user_error(capsys, ["evaluate", data / "no-such-model", data / "good.txt", *argv], needle)
+
+
+@pytest.mark.parametrize("name", CORPUS_CASES)
 def test_bad_evaluation_sets(capsys, data, name):
     for flag in ("--analogies", "--similarity"):
         user_error(capsys, ["vectors-eval", data / "v.txt", flag, data / name], name, CORPUS_CASES[name])
