@@ -56,6 +56,7 @@ def register(subparsers) -> None:
                    help="print one JSON object: loss, perplexity, tokens, oov, oov_rate "
                         "(and bits_per_char for a character model)")
     add_dynamic_options(p)
+    add_cache_options(p)
     add_data_dir(p)
     add_encoding_options(p)
     add_compute_options(p)
@@ -152,6 +153,42 @@ def add_dynamic_options(p: argparse.ArgumentParser) -> None:
                         "gradient statistics MS of the RMS rule; without it, SGD")
 
 
+def add_cache_options(p: argparse.ArgumentParser) -> None:
+    """Add --cache and its settings to `rnnlab evaluate`."""
+    g = p.add_argument_group(
+        "neural cache (Grave et al. 2017)",
+        "Read FILE in order as one column, keeping the top layer's last N outputs h_i with "
+        "the token that followed each; predict p = (1 − λ) p_model + λ p_cache, where p_cache "
+        "puts softmax(θ h_t·h_i) on the token after h_i (rnnlab.lm.cache). Stream-mode models "
+        "only; prints the static figure of the same reading and the cached one. The AWD-LSTM "
+        "code's values: PTB N 500, θ 1.0, λ 0.1; WikiText-2 N 3785, θ 0.662, λ 0.1279.")
+    g.add_argument("--cache", metavar="N", type=int, default=None,
+                   help="evaluate with a cache of the last N steps (default: no cache)")
+    g.add_argument("--cache-theta", metavar="θ", type=float, default=None,
+                   help="θ ≥ 0, how sharply the cache matches hidden states (default 1.0)")
+    g.add_argument("--cache-lambda", metavar="λ", type=float, default=None,
+                   help="λ in [0, 1), the cache's share of the prediction (default 0.1)")
+
+
+def cache_settings(args: argparse.Namespace):
+    """The Cache settings asked for (None without --cache); RnnlabError for bad values."""
+    from rnnlab.lm.cache import Cache, check
+
+    if args.cache is None:
+        for flag, value in (("--cache-theta", args.cache_theta), ("--cache-lambda", args.cache_lambda)):
+            if value is not None:
+                raise RnnlabError(f"{flag} needs --cache")
+        return None
+    if args.dynamic:
+        raise RnnlabError("--cache and --dynamic are evaluated separately: give one")
+    if args.batch_size is not None:
+        raise RnnlabError("--batch-size does not apply to --cache, which reads one column")
+    check(args.cache, args.cache_theta, args.cache_lambda)
+    default = Cache()
+    return Cache(args.cache, default.theta if args.cache_theta is None else args.cache_theta,
+                 default.lam if args.cache_lambda is None else args.cache_lambda)
+
+
 def dynamic_settings(args: argparse.Namespace):
     """The Dynamic settings asked for (None without --dynamic); RnnlabError for bad values."""
     from rnnlab.lm.dynamic import Dynamic, check
@@ -182,7 +219,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from rnnlab.datasets import file_or_corpus
 
     check_at_least("--batch-size", args.batch_size)
-    dynamic = dynamic_settings(args)
+    cache, dynamic = cache_settings(args), dynamic_settings(args)
     lm = load(args)
     downloads = DownloadBars(args.progress and not args.quiet)
     args.file = file_or_corpus(args.file, "test", args.data_dir, downloads)
@@ -196,7 +233,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         shown.update(done - shown.n)
 
     try:
-        r = lm.evaluate(args.file, args.batch_size, args.encoding, args.errors, progress, dynamic)
+        r = lm.evaluate(args.file, args.batch_size, args.encoding, args.errors, progress, dynamic,
+                        cache)
     finally:
         if shown is not None:
             shown.close()
@@ -207,6 +245,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(f"out of vocabulary: {r['oov']:,} of {r['tokens']:,} tokens "
           f"({100 * r['oov_rate']:.2f} %), scored as <unk>")
     level = lm.pipeline.level
+    if cache is not None:
+        print(f"static (one column): {figures(r, level)}")
+        print(f"cache ({cache.size} states, θ {cache.theta:g}, λ {cache.lam:g}): "
+              f"{figures(r['cache'], level)}")
+        return 0
     if dynamic is None:
         print(figures(r, level))
         return 0
