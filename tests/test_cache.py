@@ -94,6 +94,7 @@ def test_lambda_zero_is_static_and_a_cache_helps_a_repetitive_text(tmp_path):
     assert (r["cache"]["size"], r["cache"]["theta"], r["cache"]["lambda"]) == (50, 5.0, 0.5)
     assert all(torch.equal(v, lm.model.state_dict()[k]) for k, v in weights.items())
     assert not lm.model.rnn._forward_hooks  # the hook that read h is gone
+    assert not lm.model.training  # left in evaluation mode, as it was
 
 
 def test_refused_settings():

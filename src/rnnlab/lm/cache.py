@@ -51,6 +51,7 @@ class Cached(nn.Module):
         super().__init__()
         check(settings.size, settings.theta, settings.lam)
         self.model, self.settings = model, settings
+        self.train(model.training)  # so that the evaluation leaves `model` in the mode it found
         self.keys: Tensor | None = None  # (n, H) hidden states whose next token is known
         self.values: Tensor | None = None  # (n,) those next tokens
         self.pending: Tensor | None = None  # the last hidden state; its token comes next

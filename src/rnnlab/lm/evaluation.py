@@ -16,6 +16,7 @@ from float32 logits and are summed in float64.
 Dynamic evaluation (rnnlab.lm.dynamic) runs through this same loop: `learn` is called after
 each block (a sentence batch) has been scored, with what was read, so that only the blocks
 after it are predicted by the adapted weights; the scores never come from a graph-building pass.
+The neural cache (rnnlab.lm.cache) is a model whose logits are its mixture's log-probabilities.
 """
 
 from __future__ import annotations
