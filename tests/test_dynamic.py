@@ -142,6 +142,7 @@ def test_rms_evaluation_with_a_training_text(tmp_path):
 @pytest.mark.parametrize("settings, needle", [
     (Dynamic(lr=-1), "--dynamic-lr"), (Dynamic(lr=float("nan")), "--dynamic-lr"),
     (Dynamic(decay=1.5), "--dynamic-decay"), (Dynamic(bptt=-2), "--dynamic-bptt"),
+    (Dynamic(bptt=0), "--dynamic-bptt"),
 ])
 def test_bad_settings(settings, needle):
     with pytest.raises(RnnlabError, match=needle):

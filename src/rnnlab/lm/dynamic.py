@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -49,14 +50,14 @@ class Dynamic:
     decay: float | None = None
     bptt: int | None = None
     epsilon: float = 1e-3
-    stats: object = None
+    stats: str | Path | Iterable[str] | None = None
 
     def resolved(self, level: str) -> Dynamic:
         """These settings with every default filled in; RnnlabError for a value out of range."""
         rms = self.stats is not None
         out = Dynamic(lr=self.lr if self.lr is not None else (1e-4 if rms else 0.3),
                       decay=self.decay if self.decay is not None else (0.02 if rms else 0.0),
-                      bptt=self.bptt or (20 if level == "char" else 5),
+                      bptt=self.bptt if self.bptt is not None else (20 if level == "char" else 5),
                       epsilon=self.epsilon, stats=self.stats)
         check(out.lr, out.decay, out.bptt, out.epsilon)
         return out
