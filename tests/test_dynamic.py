@@ -116,7 +116,7 @@ def test_rms_rule_uses_the_gradient_statistics():
     rms = gradient_rms(lm.model, encoded, "stream", lm.pipeline.start_ids(lm.vocab), 5)
     assert [r.shape for r in rms] == [p.shape for p in lm.model.parameters()]
     assert all((r >= 0).all() for r in rms) and sum(float(r.sum()) for r in rms) > 0
-    s = Dynamic(lr=1e-3, decay=0.25, stats=[]).resolved("word")
+    s = Dynamic(lr=1e-3, decay=0.25, epsilon=1e-3, stats=[]).resolved("word")
     adapter = Adapter(lm.model, s, rms)
     mean = float(torch.cat([r.flatten() for r in rms]).mean())
     for pull, r in zip(adapter.pull, rms):  # λ times the decay rate clipped at 1/λ
