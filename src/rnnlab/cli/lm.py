@@ -141,7 +141,7 @@ def add_dynamic_options(p: argparse.ArgumentParser) -> None:
         "of every weight: far slower than the static evaluation.")
     g.add_argument("--dynamic", action="store_true", help="evaluate dynamically")
     g.add_argument("--dynamic-lr", metavar="η", type=float, default=None,
-                   help="learning rate η ≥ 0 (default 0.3 for SGD, 1e-4 for the RMS rule; "
+                   help="learning rate η ≥ 0 (default 0.1 for SGD, 1e-4 for the RMS rule; "
                         "0 gives the static figure exactly)")
     g.add_argument("--dynamic-decay", metavar="λ", type=float, default=None,
                    help="decay λ in [0, 1] back to the trained weights, the paper's global "

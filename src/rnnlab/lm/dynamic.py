@@ -44,7 +44,7 @@ STATS_COLUMNS = 100  # columns of the training text read side by side for MS, as
 @dataclass
 class Dynamic:
     """Settings of a dynamic evaluation (see the module's docstring). `lr` (η) and `decay` (λ)
-    default to the rule's values: SGD η = 0.3, λ = 0; RMS (with `stats`, the training text:
+    default to the rule's values: SGD η = 0.1, λ = 0; RMS (with `stats`, the training text:
     a path or lines) η = 1e-4, λ = 0.02. `bptt` defaults to 5 tokens (words), 20 (characters)."""
 
     lr: float | None = None
@@ -56,7 +56,7 @@ class Dynamic:
     def resolved(self, level: str) -> Dynamic:
         """These settings with every default filled in; RnnlabError for a value out of range."""
         rms = self.stats is not None
-        out = Dynamic(lr=self.lr if self.lr is not None else (1e-4 if rms else 0.3),
+        out = Dynamic(lr=self.lr if self.lr is not None else (1e-4 if rms else 0.1),
                       decay=self.decay if self.decay is not None else (0.02 if rms else 0.0),
                       bptt=self.bptt if self.bptt is not None else (20 if level == "char" else 5),
                       epsilon=self.epsilon, stats=self.stats)
