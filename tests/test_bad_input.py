@@ -185,6 +185,31 @@ def test_bad_text_for_evaluate_and_score(capsys, data, out, name):
 
 
 @pytest.mark.parametrize("name", CORPUS_CASES)
+def test_bad_training_text_for_dynamic_evaluation(capsys, data, name):
+    user_error(capsys, ["evaluate", data / "lm", data / "good.txt", "--dynamic", "--dynamic-stats",
+                        data / name], name, CORPUS_CASES[name])
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--dynamic", "--dynamic-lr", "-1"], "--dynamic-lr must be a number ≥ 0, got -1"),
+    (["--dynamic", "--dynamic-lr", "nan"], "--dynamic-lr must be a number ≥ 0, got nan"),
+    (["--dynamic", "--dynamic-decay", "2"], "--dynamic-decay must be between 0 and 1, got 2"),
+    (["--dynamic", "--dynamic-bptt", "0"], "--dynamic-bptt must be at least 1, got 0"),
+    (["--dynamic-lr", "0.1"], "--dynamic-lr needs --dynamic"),
+    (["--dynamic", "--batch-size", "4"], "--batch-size does not apply to --dynamic"),
+    (["--cache", "0"], "--cache must be at least 1, got 0"),
+    (["--cache", "9", "--cache-theta", "-1"], "--cache-theta must be a number ≥ 0, got -1"),
+    (["--cache", "9", "--cache-lambda", "1"], "--cache-lambda must be in [0, 1), got 1"),
+    (["--cache-lambda", "0.1"], "--cache-lambda needs --cache"),
+    (["--cache", "9", "--dynamic"], "--cache and --dynamic are evaluated separately"),
+    (["--cache", "9", "--batch-size", "2"], "--batch-size does not apply to --cache"),
+])
+def test_bad_dynamic_and_cache_settings(capsys, data, argv, needle):
+    """Refused before the model is loaded: the model named here does not exist."""
+    user_error(capsys, ["evaluate", data / "no-such-model", data / "good.txt", *argv], needle)
+
+
+@pytest.mark.parametrize("name", CORPUS_CASES)
 def test_bad_evaluation_sets(capsys, data, name):
     for flag in ("--analogies", "--similarity"):
         user_error(capsys, ["vectors-eval", data / "v.txt", flag, data / name], name, CORPUS_CASES[name])

@@ -55,6 +55,8 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: loss, perplexity, tokens, oov, oov_rate "
                         "(and bits_per_char for a character model)")
+    add_dynamic_options(p)
+    add_cache_options(p)
     add_data_dir(p)
     add_encoding_options(p)
     add_compute_options(p)
@@ -124,15 +126,106 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_generate)
 
 
+def add_dynamic_options(p: argparse.ArgumentParser) -> None:
+    """Add --dynamic and its settings to `rnnlab evaluate`."""
+    g = p.add_argument_group(
+        "dynamic evaluation (Krause et al. 2018)",
+        "Read FILE in order as one column, in segments; score each segment with the weights "
+        "as they are (that score counts), then take one gradient step on its loss, so that "
+        "later segments are predicted by weights adapted to the text already read. Prints "
+        "the static figure of the same reading and the dynamic one. Works on a copy: the "
+        "model is never changed. Update per weight θ (θ0: the trained one): SGD θ ← θ − η∇L + "
+        "λ(θ0 − θ); with --dynamic-stats the paper's RMS rule θ ← θ − η∇L/(√MS + ε) + "
+        "λ·min(√MS/mean √MS, 1/λ)(θ0 − θ), MS the mean squared gradient over the training "
+        "text, ε = 2e-5 (rnnlab.lm.dynamic). Each segment costs a backward pass and an update "
+        "of every weight: far slower than the static evaluation.")
+    g.add_argument("--dynamic", action="store_true", help="evaluate dynamically")
+    g.add_argument("--dynamic-lr", metavar="η", type=float, default=None,
+                   help="learning rate η ≥ 0 (default 0.1 for SGD, 1e-4 for the RMS rule; "
+                        "0 gives the static figure exactly)")
+    g.add_argument("--dynamic-decay", metavar="λ", type=float, default=None,
+                   help="decay λ in [0, 1] back to the trained weights, the paper's global "
+                        "prior (default 0 for SGD, 0.02 for the RMS rule: the paper's value)")
+    g.add_argument("--dynamic-bptt", metavar="N", type=int, default=None,
+                   help="tokens a segment (default 5 for words, the paper's value; 20 for "
+                        "characters); in sentence mode each sentence is one segment")
+    g.add_argument("--dynamic-stats", metavar="TEXT", default=None,
+                   help="training text (a file, or a known corpus: its train split) for the "
+                        "gradient statistics MS of the RMS rule; without it, SGD")
+
+
+def add_cache_options(p: argparse.ArgumentParser) -> None:
+    """Add --cache and its settings to `rnnlab evaluate`."""
+    g = p.add_argument_group(
+        "neural cache (Grave et al. 2017)",
+        "Read FILE in order as one column, keeping the top layer's last N outputs h_i with "
+        "the token that followed each; predict p = (1 − λ) p_model + λ p_cache, where p_cache "
+        "puts softmax(θ h_t·h_i) on the token after h_i (rnnlab.lm.cache). Stream-mode models "
+        "only; prints the static figure of the same reading and the cached one. The AWD-LSTM "
+        "code's values: PTB N 500, θ 1.0, λ 0.1; WikiText-2 N 3785, θ 0.662, λ 0.1279.")
+    g.add_argument("--cache", metavar="N", type=int, default=None,
+                   help="evaluate with a cache of the last N steps (default: no cache)")
+    g.add_argument("--cache-theta", metavar="θ", type=float, default=None,
+                   help="θ ≥ 0, how sharply the cache matches hidden states (default 1.0)")
+    g.add_argument("--cache-lambda", metavar="λ", type=float, default=None,
+                   help="λ in [0, 1), the cache's share of the prediction (default 0.1)")
+
+
+def cache_settings(args: argparse.Namespace):
+    """The Cache settings asked for (None without --cache); RnnlabError for bad values."""
+    from rnnlab.lm.cache import Cache, check
+
+    if args.cache is None:
+        for flag, value in (("--cache-theta", args.cache_theta), ("--cache-lambda", args.cache_lambda)):
+            if value is not None:
+                raise RnnlabError(f"{flag} needs --cache")
+        return None
+    if args.dynamic:
+        raise RnnlabError("--cache and --dynamic are evaluated separately: give one")
+    if args.batch_size is not None:
+        raise RnnlabError("--batch-size does not apply to --cache, which reads one column")
+    check(args.cache, args.cache_theta, args.cache_lambda)
+    default = Cache()
+    return Cache(args.cache, default.theta if args.cache_theta is None else args.cache_theta,
+                 default.lam if args.cache_lambda is None else args.cache_lambda)
+
+
+def dynamic_settings(args: argparse.Namespace):
+    """The Dynamic settings asked for (None without --dynamic); RnnlabError for bad values."""
+    from rnnlab.lm.dynamic import Dynamic, check
+
+    given = [f"--dynamic-{k}" for k in ("lr", "decay", "bptt", "stats")
+             if getattr(args, f"dynamic_{k}") is not None]
+    if not args.dynamic:
+        if given:
+            raise RnnlabError(f"{given[0]} needs --dynamic")
+        return None
+    if args.batch_size is not None:
+        raise RnnlabError("--batch-size does not apply to --dynamic, which reads one column")
+    check(args.dynamic_lr, args.dynamic_decay, args.dynamic_bptt)
+    return Dynamic(args.dynamic_lr, args.dynamic_decay, args.dynamic_bptt, stats=args.dynamic_stats)
+
+
+def figures(r: dict, level: str) -> str:
+    """A result's loss and perplexity (and bits per character) as one line prints them."""
+    if level == "char":
+        return (f"{r['loss']:.4f} nats/char, {r['bits_per_char']:.4f} bits/char "
+                f"(perplexity {r['perplexity']:.3f})")
+    return f"loss {r['loss']:.4f} nats/token, perplexity {r['perplexity']:.2f}"
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a model on a file; print the figures (or one JSON object)."""
     from rnnlab.cli._progress import DownloadBars, bar
     from rnnlab.datasets import file_or_corpus
 
     check_at_least("--batch-size", args.batch_size)
+    cache, dynamic = cache_settings(args), dynamic_settings(args)
     lm = load(args)
-    args.file = file_or_corpus(args.file, "test", args.data_dir,
-                               DownloadBars(args.progress and not args.quiet))
+    downloads = DownloadBars(args.progress and not args.quiet)
+    args.file = file_or_corpus(args.file, "test", args.data_dir, downloads)
+    if dynamic is not None and dynamic.stats is not None:
+        dynamic.stats = file_or_corpus(dynamic.stats, "train", args.data_dir, downloads)
     shown = None
 
     def progress(done: int, total: int) -> None:
@@ -141,7 +234,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         shown.update(done - shown.n)
 
     try:
-        r = lm.evaluate(args.file, args.batch_size, args.encoding, args.errors, progress)
+        r = lm.evaluate(args.file, args.batch_size, args.encoding, args.errors, progress, dynamic,
+                        cache)
     finally:
         if shown is not None:
             shown.close()
@@ -151,11 +245,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(f"{args.file}: {r['tokens']:,} tokens")
     print(f"out of vocabulary: {r['oov']:,} of {r['tokens']:,} tokens "
           f"({100 * r['oov_rate']:.2f} %), scored as <unk>")
-    if lm.pipeline.level == "char":
-        print(f"{r['loss']:.4f} nats/char, {r['bits_per_char']:.4f} bits/char "
-              f"(perplexity {r['perplexity']:.3f})")
-    else:
-        print(f"loss {r['loss']:.4f} nats/token, perplexity {r['perplexity']:.2f}")
+    level = lm.pipeline.level
+    if cache is not None:
+        print(f"static (one column): {figures(r, level)}")
+        print(f"cache ({cache.size} states, θ {cache.theta:g}, λ {cache.lam:g}): "
+              f"{figures(r['cache'], level)}")
+        return 0
+    if dynamic is None:
+        print(figures(r, level))
+        return 0
+    d = r["dynamic"]
+    segments = "each sentence" if lm.pipeline.mode == "sentence" else f"segments of {d['bptt']}"
+    print(f"static (one column, {segments}): {figures(r, level)}")
+    print(f"dynamic ({d['rule'].upper()}, η {d['lr']:g}, λ {d['decay']:g}): {figures(d, level)}")
     return 0
 
 

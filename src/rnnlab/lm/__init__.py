@@ -5,6 +5,8 @@ For notebooks: `from rnnlab.lm import LM, train_language_model`; `LM.load(folder
 """
 
 from rnnlab.lm.bundle import LM, Activations
+from rnnlab.lm.cache import Cache
+from rnnlab.lm.dynamic import Dynamic
 from rnnlab.lm.kneser_ney import KneserNeyBigram
 from rnnlab.lm.model import LanguageModel
 from rnnlab.lm.score import SentenceScore, TokenScore, format_table
@@ -12,6 +14,6 @@ from rnnlab.lm.settings import TrainSettings
 from rnnlab.lm.train import TrainResult, train_language_model
 from rnnlab.text.pipeline import TextPipeline
 
-__all__ = ["LM", "Activations", "KneserNeyBigram", "LanguageModel", "SentenceScore",
-           "TextPipeline", "TokenScore", "TrainResult", "TrainSettings", "format_table",
+__all__ = ["LM", "Activations", "Cache", "Dynamic", "KneserNeyBigram", "LanguageModel",
+           "SentenceScore", "TextPipeline", "TokenScore", "TrainResult", "TrainSettings", "format_table",
            "train_language_model"]

@@ -22,8 +22,10 @@ import torch
 from rnnlab.diagnostics import gate_activations
 from rnnlab.errors import RnnlabError
 from rnnlab.lm import evaluation
+from rnnlab.lm.cache import Cache, Cached
 from rnnlab.lm.checkpoint import load_weights, model_folder, read_config, save_model
 from rnnlab.lm.data import read_text
+from rnnlab.lm.dynamic import Adapter, Dynamic, gradient_rms
 from rnnlab.lm.forms import FormDecoder, make_form
 from rnnlab.lm.generate import sample_ids
 from rnnlab.lm.model import LanguageModel
@@ -123,14 +125,64 @@ class LM:
 
     def evaluate(self, source: str | Path | Iterable[str], batch_size: int | None = None,
                  encoding: str = "utf-8", errors: str = "strict",
-                 progress: Callable[[int, int], None] | None = None) -> dict:
+                 progress: Callable[[int, int], None] | None = None,
+                 dynamic: Dynamic | None = None, cache: Cache | None = None) -> dict:
         """Mean loss per token of a text file (or lines): {"loss", "perplexity", "tokens",
         "oov", "oov_rate"[, "bits_per_char"]}, counted as rnnlab.lm.evaluation says.
 
         `batch_size`: columns read side by side (default: as the model was validated in
         training, so the figures agree). `progress(done, total)` is called as tokens are read.
-        "oov" counts tokens not in the vocabulary, scored as `<unk>`.
+        "oov" counts tokens not in the vocabulary, scored as `<unk>`. With `dynamic` (see
+        rnnlab.lm.dynamic) or `cache` (rnnlab.lm.cache, stream mode), one at a time, the text
+        is read as one column, and the result holds the static figures of that reading and,
+        under "dynamic" or "cache", the other ones with their settings; `batch_size` does not
+        apply. The model is not changed.
         """
+        if dynamic is not None and cache is not None:
+            raise RnnlabError("dynamic evaluation and the neural cache are evaluated separately")
+        if cache is not None and self.pipeline.mode == "sentence":
+            raise RnnlabError("the neural cache reads a stream; this model reads sentences")
+        settings = dynamic.resolved(self.pipeline.level) if dynamic is not None else None
+        encoded, oov = self._encode(source, encoding, errors)
+        mode, context = self.pipeline.mode, self.pipeline.start_ids(self.vocab)
+        stats = None
+        if settings is not None and settings.stats is not None:
+            stats, _ = self._encode(settings.stats, encoding, errors)
+        passes = 1 if settings is None and cache is None else 2
+        total_targets, done = passes * evaluation.count_targets(encoded, mode), 0
+        total_targets += evaluation.count_targets(stats, mode) if stats is not None else 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            progress(done, total_targets)
+
+        step = advance if progress else None
+        columns = (batch_size or self.eval_batch_size) if passes == 1 else 1
+        block = settings.bptt if settings is not None else evaluation.EVAL_BPTT
+        total, count = evaluation.loss_sums(self.model, encoded, mode, context, columns,
+                                            progress=step, block=block)
+        result = {**self._summary(total, count), "oov": oov, "oov_rate": oov / count}
+        if cache is not None:
+            total, count = evaluation.loss_sums(Cached(self.model, cache), encoded, mode, context,
+                                                1, progress=step)
+            named = {"size": cache.size, "theta": cache.theta, "lambda": cache.lam}
+            return {**result, "cache": {**self._summary(total, count), **named}}
+        if settings is None:
+            return result
+        rms = None if stats is None else gradient_rms(self.model, stats, mode, context,
+                                                      settings.bptt, step)
+        adapter = Adapter(self.model, settings, rms)
+        total, count = evaluation.loss_sums(adapter.model, encoded, mode, context, 1,
+                                            progress=step, block=settings.bptt, learn=adapter)
+        rule = {"rule": "rms" if rms else "sgd", "lr": settings.lr, "decay": settings.decay,
+                "bptt": settings.bptt}
+        return {**result, "dynamic": {**self._summary(total, count), **rule}}
+
+    def _encode(self, source: str | Path | Iterable[str], encoding: str,
+                errors: str) -> tuple[list, int]:
+        """The ids of a text file (or lines), as the pipeline encodes them, and how many of its
+        tokens are not in the vocabulary."""
         lines = read_text(source, encoding, errors) if isinstance(source, (str, Path)) else source
         oov = 0
 
@@ -140,22 +192,14 @@ class LM:
                 oov += sum(t not in self.vocab.stoi for t in tokens)
                 yield tokens
 
-        encoded = self.pipeline.encode_tokens(counted(self.pipeline.token_lines(lines)), self.vocab)
-        total_targets, done = evaluation.count_targets(encoded, self.pipeline.mode), 0
+        return self.pipeline.encode_tokens(counted(self.pipeline.token_lines(lines)), self.vocab), oov
 
-        def advance(n: int) -> None:
-            nonlocal done
-            done += n
-            progress(done, total_targets)
-
-        total, count = evaluation.loss_sums(
-            self.model, encoded, self.pipeline.mode, self.pipeline.start_ids(self.vocab),
-            batch_size or self.eval_batch_size, progress=advance if progress else None)
+    def _summary(self, total: float, count: int) -> dict:
+        """evaluation.summary of summed losses; RnnlabError for no tokens or a non-finite loss."""
         if count == 0:
             raise RnnlabError("nothing to evaluate: the text has no tokens")
         check_loss(total / count)
-        result = evaluation.summary(total, count, self.pipeline.level)
-        return {**result, "oov": oov, "oov_rate": oov / count}
+        return evaluation.summary(total, count, self.pipeline.level)
 
     def prepare(self, prime: str = "", length: int = 100, beam: int = 0, form: int | None = None,
                 lines: int | None = None, acrostic: str | None = None, rhyme: bool = False,
