@@ -18,9 +18,10 @@ from rnnlab.text import corpus, pipeline, store
 from rnnlab.text.pipeline import TextPipeline
 from rnnlab.text.store import TokenStore, prepare_store
 
-# Blank lines, a Windows line end, trailing carriage returns, a literal <unk>, capitals, accents.
+# Blank lines, a Windows line end, trailing carriage returns, literal markers, capitals,
+# accents, spaces that are not " " (str.split splits at them) and a line with no line break.
 TEXT = ("The cat sat on the mat\n\n  the dog sat\r\nA <unk> word  \r\r\n"
-        "émile écrit\n\t\nthe end")
+        "émile écrit\n\t\nnon\u2028breaking\x85or\x1cseparated </s> <s>\n\u3000\nthe end")
 MORE = "the cat came back\nthe very next day\n"
 
 
@@ -46,7 +47,9 @@ def store_lines(s: TokenStore, limit=None) -> list[list[int]]:
 @pytest.mark.parametrize("level", ["word", "char"])
 @pytest.mark.parametrize("lower", [False, True])
 def test_store_holds_what_the_pipeline_encodes(tmp_path, monkeypatch, level, mode, lower, workers):
-    monkeypatch.setattr(store, "BATCH_CHARS", 8)  # many small batches, which must stay in order
+    # Many small batches, cut within lines, which must stay in order.
+    monkeypatch.setattr(store, "BATCH_CHARS", 8)
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", 5)
     paths = [write(tmp_path, "a.txt", TEXT), write(tmp_path, "b.txt", MORE)]
     pipe = TextPipeline(level, mode, lower)
     s = prepare_store(paths, tmp_path / "store", pipe, workers=workers)
@@ -64,14 +67,28 @@ def test_long_lines_read_in_pieces_give_the_same_ids(tmp_path, monkeypatch):
     # Lines longer than a piece are tokenized in pieces, as TextPipeline does with text8.
     for module in (corpus, pipeline):
         monkeypatch.setattr(module, "MAX_PIECE_CHARS", 10)
+    monkeypatch.setattr(store, "BATCH_CHARS", 12)
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", 3)
     path = write(tmp_path, "long.txt", "alpha beta gamma delta epsilon zeta eta theta\nshort\n"
                                        "averyveryverylongtokenindeed and more\n")
-    for level, mode in [("word", "stream"), ("char", "stream"), ("word", "sentence")]:
+    for level, mode in [("word", "stream"), ("char", "stream"), ("word", "sentence"),
+                        ("char", "sentence")]:
         pipe = TextPipeline(level, mode)
         s = prepare_store([path], tmp_path / level / mode, pipe, workers=1)
         vocab, ids = expected([path], pipe)
         assert s.vocab() == vocab
         assert (s.ids().tolist() if mode == "stream" else store_lines(s)) == ids
+
+
+@pytest.mark.parametrize("mode", ["stream", "sentence"])
+def test_text_holding_the_sentinels_is_read_line_by_line_with_the_same_ids(tmp_path, mode):
+    path = write(tmp_path, "odd.txt", "a \x01 b\n\nc\x01d \x01\n" + MORE)
+    pipe = TextPipeline(mode=mode)
+    s = prepare_store([path], tmp_path / "store", pipe, workers=1)
+    vocab, ids = expected([path], pipe)
+    assert "c\x01d" in s.vocab().stoi
+    assert s.vocab() == vocab
+    assert (s.ids().tolist() if mode == "stream" else store_lines(s)) == ids
 
 
 def test_a_vocabulary_beyond_uint16_is_stored_as_uint32(tmp_path):

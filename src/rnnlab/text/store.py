@@ -33,7 +33,7 @@ import hashlib
 import json
 import os
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -43,9 +43,9 @@ import numpy as np
 from rnnlab.errors import RnnlabError
 from rnnlab.fileio import atomic_dir, file_fingerprint
 from rnnlab.formats import check_format
-from rnnlab.text.corpus import _lookup_codec, check_file, read_pieces
+from rnnlab.text.corpus import _decoded_chunks, _lookup_codec, check_file
 from rnnlab.text.pipeline import TextPipeline
-from rnnlab.text.tokenize import UNSPACED_LEVELS, get_tokenizer
+from rnnlab.text.tokenize import get_tokenizer
 from rnnlab.text.vocab import BOS, EOS, Vocabulary, _refuse_min_count
 
 FORMAT, VERSION = "rnnlab-store", 1
@@ -60,10 +60,17 @@ WRITE_BUFFER = 1 << 20
 # (phase, done, total): phase "count" or "write"; characters read so far against the bytes of
 # the files on disk (the same for ASCII text; only a guide for other text and for gzip).
 Progress = Callable[[str, int, int], None]
-Pieces = list[tuple[str, bool]]
 
 
-# ----- reading lines into tokens, in the worker processes -----
+# ----- reading text into tokens, in the worker processes -----
+
+# Words split at whitespace (the "word" level without punctuation splitting, and "segmented")
+# are cut a whole batch at a time: the lines with a token are joined with a sentinel between
+# them (and, in sentence mode, one before each line), then one str.split() makes every token
+# of the batch. Other levels go line by line through TextPipeline.token_lines itself.
+FAST_LEVELS = ("word", "segmented")
+LINE_END, LINE_START = "\x00", "\x01"  # sentinels; a batch that holds them goes line by line
+
 
 @dataclass(frozen=True)
 class _Job:
@@ -74,83 +81,119 @@ class _Job:
     dtype: str = "uint16"
 
 
-_job: _Job | None = None  # set in each worker by _start: the vocabulary is sent once, not per batch
-_tokenize: Callable[[str], list[str]] | None = None
+# Set in each worker by _start: the vocabulary is sent once, not with every batch.
+_job: _Job | None = None
+_stoi: dict[str, int] = {}
 
 
 def _start(job: _Job | None) -> None:
-    global _job, _tokenize
-    _job = job
-    _tokenize = None if job is None else get_tokenizer(job.pipeline.level, lower=job.pipeline.lower)
+    global _job, _stoi
+    _job, _stoi = job, {}
+    if job is not None and job.stoi is not None:
+        # The sentinels read as ids past the vocabulary, so that line ends can be found.
+        _stoi = {**job.stoi, LINE_END: len(job.stoi), LINE_START: len(job.stoi) + 1}
 
 
-def line_tokens(pieces: Iterable[tuple[str, bool]], pipeline: TextPipeline,
-                tokenize: Callable[[str], list[str]]) -> Iterator[list[str]]:
-    """One token list per line, markers included, as TextPipeline.token_lines makes them, from
-    the (text, ends_line) pieces read_pieces cuts lines into."""
-    sentence, char = pipeline.mode == "sentence", pipeline.level == "char"
-    parts: list[str] = []
-    for text, ends_line in pieces:
-        if sentence:
-            parts.append(text)  # token_lines tokenizes a sentence whole
-        else:
-            # token_lines tokenizes a stream line in pieces cut where read_pieces cuts them
-            # (after a space, or anywhere for unspaced levels), so the tokens are the same.
-            parts += tokenize(text)
-        if not ends_line:
-            continue
-        if sentence:
-            tokens = tokenize("".join(parts).rstrip("\r\n"))
-            if tokens:
-                yield [BOS, *tokens, EOS]
-        elif char:
-            while parts and parts[-1] == "\r":  # token_lines strips every "\r" at a line end
-                parts.pop()
-            yield [*parts, "\n"]
-        elif parts:
-            yield [*parts, EOS]
-        parts = []
+def _fast(text: str) -> bool:
+    return _job.pipeline.level in FAST_LEVELS and LINE_END not in text and LINE_START not in text
 
 
-def _count(pieces: Pieces) -> Counter[str]:
+def _fast_tokens(text: str) -> list[str]:
+    """Every token of a batch of lines, a sentinel after each line (and before, in sentence mode)."""
+    if _job.pipeline.level == "word" and _job.pipeline.lower:  # "segmented" keeps its case
+        text = text.lower()
+    lines = text.split("\n")
+    last = lines.pop()  # "" when the batch ends at a line end, else a line cut short
+    # str.split() splits at what isspace() calls space: such lines have no tokens.
+    lines = [line for line in lines if line and not line.isspace()]
+    if not lines:
+        return last.split()
+    if _job.pipeline.mode == "sentence":
+        return f"{LINE_START} {f' {LINE_END} {LINE_START} '.join(lines)} {LINE_END}".split()
+    return f"{f' {LINE_END} '.join(lines)} {LINE_END} {last}".split()
+
+
+def _line_tokens(text: str) -> Iterator[list[str]]:
+    """The tokens of each line with tokens, markers included, by TextPipeline.token_lines."""
+    for line in text.split("\n")[:-1]:
+        tokens = [t for part in _job.pipeline.token_lines((line,)) for t in part]
+        if tokens:
+            yield tokens
+
+
+def _count(text: str) -> Counter[str]:
     """Pass 1: the counts of a batch's tokens, in order of first occurrence."""
-    counter: Counter[str] = Counter()
-    for tokens in line_tokens(pieces, _job.pipeline, _tokenize):
-        counter.update(tokens)
+    if not _fast(text):
+        counter: Counter[str] = Counter()
+        for tokens in _line_tokens(text):
+            counter.update(tokens)
+        return counter
+    counter = Counter(_fast_tokens(text))
+    counter[EOS] += counter.pop(LINE_END, 0)
+    if _job.pipeline.mode == "sentence":
+        counter[BOS] += counter.pop(LINE_START, 0)
     return counter
 
 
-def _encode(pieces: Pieces) -> tuple[bytes, np.ndarray]:
-    """Pass 2: a batch's ids (the store's bytes) and the number of ids of each line."""
-    ids: list[int] = []
-    lengths: list[int] = []
+def _encode(text: str) -> tuple[bytes, np.ndarray, int]:
+    """Pass 2: a batch's ids (the store's bytes), where its lines end, and how many ids it has."""
+    stoi = _stoi
     try:
-        for tokens in line_tokens(pieces, _job.pipeline, _tokenize):
-            ids += map(_job.stoi.__getitem__, tokens)
-            lengths.append(len(tokens))
+        if _fast(text):
+            tokens = _fast_tokens(text)
+            ids = np.fromiter(map(stoi.__getitem__, tokens), np.int64, len(tokens))
+            ends = np.flatnonzero(ids == stoi[LINE_END])
+            ids[ends] = stoi[EOS]
+            if _job.pipeline.mode == "sentence":
+                ids[ids == stoi[LINE_START]] = stoi[BOS]
+            ends += 1
+        else:
+            lines = [[_job.stoi[t] for t in tokens] for tokens in _line_tokens(text)]
+            ids = np.fromiter((i for line in lines for i in line), np.int64)
+            ends = np.cumsum([len(line) for line in lines], dtype=np.int64)
     except KeyError as e:
         raise RnnlabError(f"the text changed while it was read (a token {e.args[0]!r} that the "
                           f"first pass did not see); prepare the store again") from None
-    return np.array(ids, DTYPES[_job.dtype]).tobytes(), np.array(lengths, np.int64)
+    return ids.astype(DTYPES[_job.dtype]).tobytes(), ends, len(ids)
+
+
+def _cut(text: str, within_line: bool) -> int:
+    """Where a batch may end: after its last line break, or (`within_line`) before its last token."""
+    cut = text.rfind("\n") + 1
+    if cut or not within_line:
+        return cut
+    stripped = text.rstrip()
+    # After a space or tab that has a token after it: the rest of the line keeps a token, so
+    # its end still gets a sentinel.
+    return max(stripped.rfind(" "), stripped.rfind("\t")) + 1
 
 
 def _batches(paths: Sequence[Path], encoding: str, errors: str,
-             anywhere: bool) -> Iterator[tuple[Pieces, int]]:
-    """(pieces, characters) of about BATCH_CHARS, always ending at a line end."""
-    batch: Pieces = []
-    size = 0
+             pipeline: TextPipeline) -> Iterator[tuple[str, int]]:
+    """(text, characters): about BATCH_CHARS of whole lines, each ending in a line break. A longer
+    line is cut before a token in streams of words; other levels hold it whole, as TextPipeline does."""
+    within_line = pipeline.level in FAST_LEVELS and pipeline.mode == "stream"
     for path in paths:
-        for text, ends_line in read_pieces(path, encoding, errors, anywhere=anywhere):
-            batch.append((text, ends_line))
-            size += len(text) + ends_line
-            if ends_line and size >= BATCH_CHARS:
-                yield batch, size
-                batch, size = [], 0
-    if batch:
-        yield batch, size
+        held: list[str] = []
+        size, need = 0, BATCH_CHARS
+        for chunk in _decoded_chunks(path, encoding, errors):
+            held.append(chunk)
+            size += len(chunk)
+            if size < need:
+                continue
+            text = "".join(held)
+            cut = _cut(text, within_line)
+            held, size = [text[cut:]], len(text) - cut
+            # Without a cut, wait for twice the text: joining at every chunk would be quadratic.
+            need = BATCH_CHARS if cut else 2 * size
+            if cut:
+                yield text[:cut], cut
+        text = "".join(held)
+        if text:
+            yield (text if text.endswith("\n") else text + "\n"), len(text)
 
 
-def _in_order(func: Callable, batches: Iterator[tuple[Pieces, int]], job: _Job,
+def _in_order(func: Callable, batches: Iterator[tuple[str, int]], job: _Job,
               workers: int) -> Iterator[tuple[object, int]]:
     """(func(batch), characters) for every batch, in order, run in `workers` processes."""
     if workers <= 1:
@@ -171,7 +214,6 @@ def _in_order(func: Callable, batches: Iterator[tuple[Pieces, int]], job: _Job,
         while pending:
             result, done = pending.popleft()
             yield result.get(), done
-
 
 # ----- the vocabulary: kept whole, cut by an id threshold -----
 
@@ -210,7 +252,7 @@ def cut_vocab(whole: Vocabulary, limit: int) -> Vocabulary:
 def _count_pass(paths, pipeline, encoding, errors, workers, progress, total) -> Counter[str]:
     counter: Counter[str] = Counter()
     done = 0
-    batches = _batches(paths, encoding, errors, pipeline.level in UNSPACED_LEVELS)
+    batches = _batches(paths, encoding, errors, pipeline)
     for counts, size in _in_order(_count, batches, _Job(pipeline), workers):
         counter.update(counts)  # batches in order: first occurrences stay in corpus order
         done += size
@@ -222,7 +264,7 @@ def _write_pass(folder, paths, job, encoding, errors, workers, progress, total) 
     """Write ids.bin and offsets.bin; (tokens, lines, {name: fingerprint})."""
     tokens, lines, done = 0, 0, 0
     digests = {IDS: hashlib.sha256(), OFFSETS: hashlib.sha256()}
-    batches = _batches(paths, encoding, errors, job.pipeline.level in UNSPACED_LEVELS)
+    batches = _batches(paths, encoding, errors, job.pipeline)
     with open(folder / IDS, "wb", buffering=WRITE_BUFFER) as ids_file, \
             open(folder / OFFSETS, "wb", buffering=WRITE_BUFFER) as offsets_file:
         def write(name: str, f, data: bytes) -> None:
@@ -230,12 +272,11 @@ def _write_pass(folder, paths, job, encoding, errors, workers, progress, total) 
             digests[name].update(data)
 
         write(OFFSETS, offsets_file, np.zeros(1, OFFSET_DTYPE).tobytes())
-        for (ids, lengths), size in _in_order(_encode, batches, job, workers):
+        for (ids, ends, count), size in _in_order(_encode, batches, job, workers):
             write(IDS, ids_file, ids)
-            ends = tokens + np.cumsum(lengths, dtype=np.int64)
-            write(OFFSETS, offsets_file, ends.astype(OFFSET_DTYPE).tobytes())
-            tokens += int(lengths.sum())
-            lines += len(lengths)
+            write(OFFSETS, offsets_file, (tokens + ends).astype(OFFSET_DTYPE).tobytes())
+            tokens += count
+            lines += len(ends)
             done += size
             progress("write", done, total)
     files = {name: {"size": os.path.getsize(folder / name), "sha256": d.hexdigest()}
