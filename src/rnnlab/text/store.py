@@ -1,11 +1,12 @@
 """The token store: a corpus read once into token ids on disk, for corpora bigger than memory.
 
-`prepare_store` reads the text twice, streaming, in memory bounded by the vocabulary (and the
-longest line, which TextPipeline holds whole too): pass 1 counts every token, pass 2 writes
-the ids. Each pass hands batches of whole lines to worker processes and takes their results
-back in order, so the store does not depend on the number of workers. The ids are exactly
-`TextPipeline.encode` of the same text with the store's whole vocabulary, so a model trained
-from a store and from the text are the same.
+`prepare_store` reads the text twice, streaming: pass 1 counts every token, pass 2 writes the
+ids. Each pass hands batches of about BATCH_CHARS of text to worker processes and takes their
+results back in order, so the store does not depend on the number of workers. Memory is
+bounded by the vocabulary and the batches in flight; a line longer than a batch is cut before
+a token in a stream of words, and held whole at other levels and in sentence mode (as
+TextPipeline holds it). The ids are exactly `TextPipeline.encode` of the same text with the
+store's whole vocabulary, so a model trained from a store and from the text are the same.
 
 A store is a folder (written whole or not at all):
 - `config.json`: {"format": "rnnlab-store", "version": 1, "pipeline": {level, mode, lower},
