@@ -286,3 +286,25 @@ def test_prepare_command_writes_a_store_and_says_what_is_in_it(tmp_path, capsys)
                  "--level", "char"]) == 0
     assert capsys.readouterr().out == ""
     assert TokenStore(tmp_path / "store").pipeline.level == "char"
+
+
+def test_progress_reports_both_passes_and_gzip_text_reads_the_same(tmp_path, monkeypatch):
+    import gzip
+
+    monkeypatch.setattr(store, "BATCH_CHARS", 16)
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", 10)
+    plain = write(tmp_path, "a.txt", MORE * 3)
+    packed = tmp_path / "a.txt.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    reports = []
+    s = prepare_store([plain], tmp_path / "plain", workers=2,
+                      progress=lambda *r: reports.append(r))
+    assert [r[0] for r in reports] == sorted(r[0] for r in reports)  # "count", then "write"
+    for phase in ("count", "write"):
+        done = [d for p, d, _ in reports if p == phase]
+        assert done == sorted(done) and done[-1] == len(MORE * 3) and len(done) > 2
+    assert {t for _, _, t in reports} == {len(MORE * 3)}
+    reports.clear()
+    z = prepare_store([packed], tmp_path / "packed", workers=1, progress=lambda *r: reports.append(r))
+    assert {t for _, _, t in reports} == {None}
+    assert z.ids().tolist() == s.ids().tolist()

@@ -55,15 +55,15 @@ class PrepareBars:
     def __init__(self, enabled: bool = True) -> None:
         self.enabled, self.shown, self.phase = enabled, None, None
 
-    def __call__(self, phase: str, done: int, total: int) -> None:
-        """Show `done` of `total` for `phase` ("count" or "write")."""
+    def __call__(self, phase: str, done: int, total: int | None) -> None:
+        """Show `done` of `total` (None: unknown) for `phase` ("count" or "write")."""
         if not self.enabled:
             return
         if phase != self.phase:
             self.close()
             desc = "counting" if phase == "count" else "writing"
             self.shown, self.phase = bar(total, desc, unit="B", unit_scale=True, unit_divisor=1024), phase
-        self.shown.update(min(done, total) - self.shown.n)
+        self.shown.update((done if total is None else min(done, total)) - self.shown.n)
 
     def close(self) -> None:
         """Clear the bar shown last."""

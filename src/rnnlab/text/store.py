@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -59,8 +60,8 @@ IN_FLIGHT = 2  # batches queued per worker: enough to keep it busy, few enough t
 WRITE_BUFFER = 1 << 20
 
 # (phase, done, total): phase "count" or "write"; characters read so far against the bytes of
-# the files on disk (the same for ASCII text; only a guide for other text and for gzip).
-Progress = Callable[[str, int, int], None]
+# the files on disk (the same for ASCII text, a guide for other text); total None for gzip.
+Progress = Callable[[str, int, int | None], None]
 
 
 # ----- reading text into tokens, in the worker processes -----
@@ -93,6 +94,12 @@ def _start(job: _Job | None) -> None:
     if job is not None and job.stoi is not None:
         # The sentinels read as ids past the vocabulary, so that line ends can be found.
         _stoi = {**job.stoi, LINE_END: len(job.stoi), LINE_START: len(job.stoi) + 1}
+
+
+def _start_worker(job: _Job) -> None:
+    # Ctrl-C is the main process's to handle (it ends the pool); a worker would print a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _start(job)
 
 
 def _fast(text: str) -> bool:
@@ -205,7 +212,7 @@ def _in_order(func: Callable, batches: Iterator[tuple[str, int]], job: _Job,
         finally:
             _start(None)
         return
-    with get_context().Pool(workers, initializer=_start, initargs=(job,)) as pool:
+    with get_context().Pool(workers, initializer=_start_worker, initargs=(job,)) as pool:
         pending: deque = deque()
         for batch, size in batches:
             pending.append((pool.apply_async(func, (batch,)), size))
@@ -285,6 +292,11 @@ def _write_pass(folder, paths, job, encoding, errors, workers, progress, total) 
     return tokens, lines, files
 
 
+def _gzipped(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return path.suffix == ".gz" or f.read(2) == b"\x1f\x8b"
+
+
 def _default_workers() -> int:
     """The cores this process may run on (taskset and cgroups' cpusets respected)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -317,7 +329,7 @@ def prepare_store(
     if workers < 1:
         raise RnnlabError(f"workers must be at least 1, got {workers}")
     progress = progress or (lambda phase, done, total: None)
-    total = sum(os.path.getsize(p) for p in paths)
+    total = None if any(_gzipped(p) for p in paths) else sum(os.path.getsize(p) for p in paths)
 
     counter = _count_pass(paths, pipeline, encoding, errors, workers, progress, total)
     whole = whole_vocab(counter, pipeline.specials)
