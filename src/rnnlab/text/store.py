@@ -364,6 +364,18 @@ def is_store(path: str | os.PathLike) -> bool:
     return isinstance(doc, dict) and doc.get("format") == FORMAT
 
 
+def store_pipeline(path: str | os.PathLike) -> TextPipeline:
+    """The pipeline a store was prepared with (its config.json checked, not its files)."""
+    return TextPipeline.from_config(_load_config(Path(path))["pipeline"])
+
+
+def data_fingerprint(path: str | os.PathLike) -> dict:
+    """{"size", "sha256"} of a text file, or of a store's config.json (which holds the SHA-256
+    of every other file): what a resumed run compares to notice changed data."""
+    path = Path(path)
+    return file_fingerprint(path / CONFIG if path.is_dir() else path)
+
+
 def _pread(path: Path, offset: int, size: int) -> bytes:
     """`size` bytes at `offset`, read without mapping the file."""
     parts = []
