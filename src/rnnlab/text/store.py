@@ -37,7 +37,8 @@ import signal
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
+from multiprocessing.context import BaseContext
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,7 @@ KIND = "token-store"  # its name among rnnlab.outputs' folder kinds
 CONFIG, VOCAB, IDS, OFFSETS = "config.json", "vocab.json", "ids.bin", "offsets.bin"
 DTYPES = {"uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
 OFFSET_DTYPE = np.dtype("<i8")
-BATCH_CHARS = 1 << 22  # text handed to a worker at once, cut at a line end
+BATCH_CHARS = 1 << 20  # text handed to a worker at once, cut at a line end
 IN_FLIGHT = 2  # batches queued per worker: enough to keep it busy, few enough to bound memory
 WRITE_BUFFER = 1 << 20
 
@@ -201,6 +202,12 @@ def _batches(paths: Sequence[Path], encoding: str, errors: str,
             yield (text if text.endswith("\n") else text + "\n"), len(text)
 
 
+def _context() -> BaseContext:
+    """Workers started lean: forked from a fresh server process (spawned where there is none),
+    not from the caller, which may hold torch and more, counted again in every worker's RSS."""
+    return get_context("forkserver" if "forkserver" in get_all_start_methods() else "spawn")
+
+
 def _in_order(func: Callable, batches: Iterator[tuple[str, int]], job: _Job,
               workers: int) -> Iterator[tuple[object, int]]:
     """(func(batch), characters) for every batch, in order, run in `workers` processes."""
@@ -212,7 +219,7 @@ def _in_order(func: Callable, batches: Iterator[tuple[str, int]], job: _Job,
         finally:
             _start(None)
         return
-    with get_context().Pool(workers, initializer=_start_worker, initargs=(job,)) as pool:
+    with _context().Pool(workers, initializer=_start_worker, initargs=(job,)) as pool:
         pending: deque = deque()
         for batch, size in batches:
             pending.append((pool.apply_async(func, (batch,)), size))
