@@ -203,9 +203,10 @@ def _batches(paths: Sequence[Path], encoding: str, errors: str,
 
 
 def _context() -> BaseContext:
-    """Workers started lean: forked from a fresh server process (spawned where there is none),
-    not from the caller, which may hold torch and more, counted again in every worker's RSS."""
-    return get_context("forkserver" if "forkserver" in get_all_start_methods() else "spawn")
+    """Fork where there is fork: spawn and forkserver run the caller's main script again in
+    every worker, which a script without an `if __name__ == "__main__"` guard does not survive.
+    (A forked worker's RSS counts the caller's pages again, shared as they are.)"""
+    return get_context("fork" if "fork" in get_all_start_methods() else "spawn")
 
 
 def _in_order(func: Callable, batches: Iterator[tuple[str, int]], job: _Job,
