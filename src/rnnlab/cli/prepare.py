@@ -17,6 +17,7 @@ SHA-256 of every file), vocab.json (the whole vocabulary with counts, by count, 
 of first occurrence), ids.bin and offsets.bin. The store is written whole or not at all, does
 not need the text any more, and is refused in one line when a file is missing or damaged.
 The vocabulary is kept whole: --min-count and --max-vocab are applied when the store is read.
+`rnnlab train STORE` trains from it (stream mode), reading it from disk block by block.
 
 examples:
   rnnlab prepare wiki.train.txt -o wiki-store
