@@ -91,6 +91,22 @@ def test_text_holding_the_sentinels_is_read_line_by_line_with_the_same_ids(tmp_p
     assert (s.ids().tolist() if mode == "stream" else store_lines(s)) == ids
 
 
+@pytest.mark.parametrize("odd_at", ["head", "tail"])
+def test_a_long_line_cut_across_batches_keeps_every_token_with_sentinels_about(tmp_path, monkeypatch,
+                                                                                odd_at):
+    # The batch holding a sentinel character goes line by line, with the line cut short at its end.
+    monkeypatch.setattr(store, "BATCH_CHARS", 12)
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", 12)
+    odd = "x\x01y "
+    line = (odd if odd_at == "head" else "") + "aa bb cc dd ee ff gg hh " + (odd if odd_at == "tail" else "")
+    path = write(tmp_path, "long.txt", line + "\n  \nii jj\n")
+    s = prepare_store([path], tmp_path / "store", workers=1)
+    vocab, ids = expected([path], TextPipeline())
+    assert s.vocab() == vocab
+    assert s.ids().tolist() == ids
+    assert s.offsets().tolist() == [0, ids.index(vocab.eos_id) + 1, len(ids)]
+
+
 def test_a_vocabulary_beyond_uint16_is_stored_as_uint32(tmp_path):
     words = [f"w{i}" for i in range(70_000)]
     path = write(tmp_path, "many.txt", " ".join(words) + "\n" + " ".join(words[:5]) + "\n")

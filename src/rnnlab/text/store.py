@@ -122,19 +122,24 @@ def _fast_tokens(text: str) -> list[str]:
     return f"{f' {LINE_END} '.join(lines)} {LINE_END} {last}".split()
 
 
-def _line_tokens(text: str) -> Iterator[list[str]]:
-    """The tokens of each line with tokens, markers included, by TextPipeline.token_lines."""
-    for line in text.split("\n")[:-1]:
+def _line_tokens(text: str) -> Iterator[tuple[list[str], bool]]:
+    """(tokens, ends_line) of each line with tokens, markers included, by TextPipeline.token_lines."""
+    *lines, last = text.split("\n")
+    for line in lines:
         tokens = [t for part in _job.pipeline.token_lines((line,)) for t in part]
         if tokens:
-            yield tokens
+            yield tokens, True
+    # A line cut short before a token (streams of words only): its end, and its end marker, come
+    # with the next batch.
+    if tokens := _job.pipeline.tokenize(last):
+        yield tokens, False
 
 
 def _count(text: str) -> Counter[str]:
     """Pass 1: the counts of a batch's tokens, in order of first occurrence."""
     if not _fast(text):
         counter: Counter[str] = Counter()
-        for tokens in _line_tokens(text):
+        for tokens, _ in _line_tokens(text):
             counter.update(tokens)
         return counter
     counter = Counter(_fast_tokens(text))
@@ -157,9 +162,10 @@ def _encode(text: str) -> tuple[bytes, np.ndarray, int]:
                 ids[ids == stoi[LINE_START]] = stoi[BOS]
             ends += 1
         else:
-            lines = [[_job.stoi[t] for t in tokens] for tokens in _line_tokens(text)]
-            ids = np.fromiter((i for line in lines for i in line), np.int64)
-            ends = np.cumsum([len(line) for line in lines], dtype=np.int64)
+            lines = [([_job.stoi[t] for t in tokens], ends) for tokens, ends in _line_tokens(text)]
+            ids = np.fromiter((i for line, _ in lines for i in line), np.int64)
+            ends = np.cumsum([len(line) for line, _ in lines], dtype=np.int64)
+            ends = ends[[ended for _, ended in lines]] if lines else ends
     except KeyError as e:
         raise RnnlabError(f"the text changed while it was read (a token {e.args[0]!r} that the "
                           f"first pass did not see); prepare the store again") from None
