@@ -647,3 +647,45 @@ def test_non_finite_vectors_never_reach_the_model(data, tmp_path):
     vocab = Vocabulary(["<unk>", "the", "cat", "sat"], specials=("<unk>",))
     with pytest.raises(RnnlabError, match="NaN or infinite"):  # built in Python, not loaded
         LanguageModel(4, 2, 2, 1).load_vectors(vectors, vocab)
+
+
+# -- token stores (rnnlab prepare) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CORPUS_CASES)
+def test_bad_corpus_for_prepare(capsys, data, out, name):
+    # The bad file comes second: the good one's pass has begun, and nothing may be left of it.
+    user_error(capsys, ["prepare", data / "good.txt", data / name, "-o", out / "store", "--quiet"],
+               name, CORPUS_CASES[name])
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--threads", "0"], "--threads must be at least 1, got 0"),
+    (["--encoding", "klingon"], "unknown text encoding 'klingon'"),
+])
+def test_prepare_settings_out_of_range(capsys, data, out, argv, needle):
+    user_error(capsys, ["prepare", data / "good.txt", "-o", out / "store", *argv], needle)
+
+
+def test_prepare_keeps_to_the_output_rules(capsys, data, out):
+    user_error(capsys, ["prepare", data / "good.txt", "-o", out / "out.bin"], "is a file")
+    user_error(capsys, ["prepare", data / "good.txt", "-o", out, "--overwrite"],
+               "files rnnlab did not write")
+    user_error(capsys, ["prepare", data / "good.txt", "-o", data / "good.txt"], "would overwrite the input")
+
+
+def test_a_store_is_replaced_only_with_overwrite_and_only_by_a_success(capsys, data, tmp_path):
+    assert main(["prepare", str(data / "good.txt"), "-o", str(tmp_path / "store"), "--quiet"]) == 0
+    before = snapshot(tmp_path)
+    user_error(capsys, ["prepare", data / "good.txt", "-o", tmp_path / "store"], "pass --overwrite")
+    user_error(capsys, ["prepare", data / "good.txt", data / "nul.txt", "-o", tmp_path / "store",
+                        "--overwrite", "--quiet"], "NUL byte")
+    assert snapshot(tmp_path) == before
+
+
+def test_prepare_in_a_real_process_prints_one_line(data, tmp_path):
+    rc, stdout, err, _ = run_cli("prepare", data / "good.txt", data / "latin1.txt", "-o",
+                                 tmp_path / "store", "--threads", "2")
+    assert_clean_failure(rc, err.split("\r")[-1], "prepare", "latin1.txt", "byte offset 12")
+    assert stdout == ""
+    assert not (tmp_path / "store").exists() and os.listdir(tmp_path) == []

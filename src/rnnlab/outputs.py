@@ -1,6 +1,6 @@
 """Where rnnlab may write: what an output path holds, what may replace it, and who is writing.
 
-rnnlab writes plain files (vectors, plots) and four kinds of folder (below). An existing output
+rnnlab writes plain files (vectors, plots) and five kinds of folder (below). An existing output
 is replaced only when it is of the same kind and the user said so (`overwrite`); a folder that
 holds anything rnnlab does not write there, or another kind of output, is never replaced or
 emptied; a file never stands in for a folder or the other way round. `check_output` runs these
@@ -72,6 +72,10 @@ FOLDER_KINDS = {
         frozenset({"corpus", "word2vec", "lm", "score.txt", "samples.txt", "summary.json",
                    "demo.txt"}),
         lambda p: (p / "summary.json").is_file()),
+    "token-store": FolderKind(
+        "a token store",
+        frozenset({"config.json", "vocab.json", "ids.bin", "offsets.bin"}),
+        lambda p: _config_format(p) == "rnnlab-store"),
 }
 
 

@@ -72,7 +72,8 @@ def register(subparsers) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS)
     p.add_argument("train", nargs="?", default=None, metavar="TRAIN",
-                   help="training text (may be left out with --resume)")
+                   help="training text, or a token store (`rnnlab prepare`) to train from in "
+                        "stream mode, read from disk (may be left out with --resume)")
     p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR",
                    help="folder for checkpoints, metrics and the curve")
     p.add_argument("--resume", action="store_true", default=False,
@@ -196,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
     """Train, print a summary line; exit 130 after Ctrl-C (checkpoint saved)."""
     from rnnlab.lm.train import train_language_model
     from rnnlab.outputs import check_output, is_main_process
+    from rnnlab.text.store import is_store, store_pipeline
 
     for name in ("threads", "max_steps"):
         check_at_least("--" + name.replace("_", "-"), getattr(args, name, None))
@@ -214,6 +216,9 @@ def run(args: argparse.Namespace) -> int:
         for split in ("valid", "test"):
             if split in files and getattr(args, split, None) is None:
                 setattr(args, split, str(files[split]))
+    if args.train and is_store(args.train):  # a store brings its level, mode and case
+        for key, value in store_pipeline(args.train).to_config().items():
+            setattr(args, key, getattr(args, key, value))
     settings = {k: v for k, v in vars(args).items()
                 if k not in ("command", "func", "train", "output", "resume", "corpus", "data_dir",
                              "overwrite", "allow_changed_data", "progress", "quiet")}

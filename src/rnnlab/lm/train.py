@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rnnlab.errors import RnnlabError
-from rnnlab.fileio import file_fingerprint
 from rnnlab.lm import checkpoint
 from rnnlab.lm.bundle import LM
 from rnnlab.lm.settings import TrainSettings, resumed_settings
 from rnnlab.lm.trainer import Report, Trainer
 from rnnlab.outputs import check_output, is_main_process, output_lock
+from rnnlab.text.store import data_fingerprint
 
 
 @dataclass
@@ -92,9 +92,9 @@ def check_same_data(state: dict, s: TrainSettings, train, allow_changed: bool) -
     """Refuse to resume on text files that changed since the run started (size or SHA-256)."""
     recorded = state.get("data") or {}
     for role, path in s.text_files(train).items():
-        if role not in recorded or not Path(path).is_file():
+        if role not in recorded or not Path(path).exists():
             continue
-        if file_fingerprint(path) != recorded[role] and not allow_changed:
+        if data_fingerprint(path) != recorded[role] and not allow_changed:
             raise RnnlabError(f"{path}: the {role} text changed since this run started "
                               f"(size or SHA-256 differ); pass --allow-changed-data to go on "
                               f"with the new text")

@@ -33,7 +33,6 @@ from torch import Tensor
 from rnnlab.cells import map_state, state_parts
 from rnnlab.device import autocast, resolve_device
 from rnnlab.errors import RnnlabError
-from rnnlab.fileio import file_fingerprint
 from rnnlab.lm import checkpoint, distributed, evaluation
 from rnnlab.lm.bundle import LM
 from rnnlab.lm.data import IGNORE, SentenceBatches, StreamBatches, read_text, split_lines
@@ -47,9 +46,11 @@ from rnnlab.lm.state import (
     rank_tensors,
     restore_generators,
 )
+from rnnlab.lm.store_batches import StoreStreamBatches
 from rnnlab.recurrent import detach_state
 from rnnlab.text.pipeline import TextPipeline
 from rnnlab.text.script import text_script
+from rnnlab.text.store import TokenStore, data_fingerprint, is_store
 from rnnlab.text.vocab import Vocabulary
 
 Report = Callable[[str, dict], None]
@@ -86,6 +87,8 @@ def read_run_data(s: TrainSettings, train: Path, vocab: Vocabulary | None = None
     """Read the texts of a run and encode them; the vocabulary is built from the training text
     unless a resumed run brings its own."""
     pipeline = TextPipeline(s.level, s.mode, s.lower)
+    if is_store(train):
+        return read_store_data(s, train, pipeline, vocab)
     lines = read_text(train, s.encoding, s.errors)
     if s.split:
         train_lines, valid_lines, test_lines = split_lines(lines, *s.split)
@@ -103,6 +106,28 @@ def read_run_data(s: TrainSettings, train: Path, vocab: Vocabulary | None = None
                    pipeline.encode(valid_lines, vocab) if valid_lines else None,
                    pipeline.encode(test_lines, vocab) if test_lines else None,
                    text_script(train_lines))
+
+
+def read_store_data(s: TrainSettings, train: Path, pipeline: TextPipeline,
+                    vocab: Vocabulary | None) -> RunData:
+    """A run whose training ids come from a token store, read block by block from disk."""
+    store = TokenStore(train)
+    store.check_pipeline(pipeline)
+    if s.mode != "stream":
+        raise RnnlabError(f"{train}: a token store trains in stream mode only (so far)")
+    if s.split:
+        raise RnnlabError(f"{train}: a token store cannot be split; give --valid and --test files")
+    whole = store.whole_vocab
+    if vocab is not None and vocab.itos != whole.itos[:len(vocab)]:
+        raise RnnlabError(f"{train}: the run's vocabulary is not this store's; prepare the store "
+                          f"from the run's text again")
+    vocab = vocab or store.vocab(s.min_count, s.max_vocab)
+    valid = read_text(s.valid, s.encoding, s.errors) if s.valid else []
+    test = read_text(s.test, s.encoding, s.errors) if s.test else []
+    return RunData(pipeline, vocab, StoreStreamBatches(store, len(vocab), s.batch_size, s.bptt),
+                   pipeline.encode(valid, vocab) if valid else None,
+                   pipeline.encode(test, vocab) if test else None,
+                   text_script(whole.itos))  # a sample of the tokens tells the script as well
 
 
 def build_model(s: TrainSettings, vocab: Vocabulary, built: dict | None,
@@ -177,7 +202,7 @@ class Trainer:
             built = checkpoint.read_config(last)["model"]
         self.data = read_run_data(s, self.train_path, vocab)
         # Recorded in `last`, so that a resume can tell whether the text changed under it.
-        self.fingerprints = {role: file_fingerprint(path)
+        self.fingerprints = {role: data_fingerprint(path)
                              for role, path in s.text_files(self.train_path).items()}
         self.model, self.coverage = build_model(s, self.data.vocab, built, self.note)
         self.model.to(self.device)
