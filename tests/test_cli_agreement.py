@@ -35,7 +35,8 @@ def options(command: str) -> set[str]:
 def test_every_torch_command_takes_threads_and_device():
     for command in ("train", "evaluate", "score", "generate", "gradflow"):
         assert {"--threads", "--device"} <= options(command), command
-    for command in ("embed", "similar", "analogy", "vectors-eval", "vectors-plot", "vectors-projector"):
+    for command in ("embed", "similar", "analogy", "vectors-eval", "vectors-plot", "vectors-projector",
+                    "prepare"):
         assert "--threads" in options(command) and "--device" not in options(command), command
 
 
@@ -44,11 +45,13 @@ def test_one_name_per_idea_old_spellings_kept():
     assert {"--embed-size", "--hidden-size"} <= options("train")
     assert {"--hidden-size", "--hidden", "--batch-size", "--batch"} <= options("gradflow")
     assert {"--batch-size", "--batch"} <= options("evaluate")
-    for command in ("train", "embed", "evaluate"):
+    for command in ("train", "embed", "evaluate", "prepare"):
         assert {"--no-progress", "--quiet"} <= options(command), command
+    for command in ("train", "prepare"):  # the text pipeline's settings, spelled alike
+        assert {"--level", "--mode", "--lower", "--encoding", "--errors"} <= options(command), command
     for command in ("train", "embed", "evaluate"):
         assert "--data-dir" in options(command), command
-    for command in ("train", "embed", "demo", "gradflow", "vectors-plot", "vectors-projector"):
+    for command in ("train", "embed", "demo", "gradflow", "vectors-plot", "vectors-projector", "prepare"):
         assert "--overwrite" in options(command), command
 
 
