@@ -17,7 +17,7 @@ from rnnlab.errors import RnnlabError
 from rnnlab.fileio import file_fingerprint
 from rnnlab.lm import checkpoint
 from rnnlab.lm.bundle import LM
-from rnnlab.lm.settings import TrainSettings, resumed_settings
+from rnnlab.lm.settings import TrainSettings, resumed_settings, with_recipe
 from rnnlab.lm.trainer import Report, Trainer
 from rnnlab.outputs import check_output, is_main_process, output_lock
 
@@ -108,7 +108,7 @@ def _train(train, out: Path | None, saved, settings: dict, allow_changed_data: b
     else:
         if train is None:
             raise RnnlabError("no training file given")
-        s = TrainSettings(**settings)
+        s = TrainSettings(**with_recipe(settings))
     trainer = Trainer(Path(train), s, out, saved, report)
     stopped, test = trainer.run()
     p = trainer.p
