@@ -475,3 +475,28 @@ def test_variable_bptt_asgd_and_finetune_resume_exactly(tmp_path, corpus, monkey
 
     resumed = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert timeless(resumed) == timeless(history)
+
+
+def test_recipe_awd_on_the_command_line_with_explicit_overrides(tmp_path, corpus, capsys):
+    out = tmp_path / "awd"
+    assert main(["train", str(corpus), "--split", "0.1", "0.1", "--recipe", "awd", "--hidden-size",
+                 "12", "--layers", "1", "--batch-size", "4", "--bptt", "6", "--lr", "3",
+                 "--no-variable-bptt", "--epochs", "1", "--threads", "1", "--quiet",
+                 "--no-progress", "-o", str(out)]) == 0
+    settings = json.loads((out / "last" / "training.json").read_text())["settings"]
+    assert {k: settings[k] for k in ("batch_size", "bptt", "lr", "variable_bptt", "hidden_size")} == {
+        "batch_size": 4, "bptt": 6, "lr": 3.0, "variable_bptt": False, "hidden_size": 12}
+    assert {k: settings[k] for k in ("clip", "loss", "schedule", "asgd", "nonmono", "weight_decay",
+                                     "recipe")} == {
+        "clip": 0.25, "loss": "mean", "schedule": "constant", "asgd": True, "nonmono": 5,
+        "weight_decay": 1.2e-6, "recipe": "awd"}
+    for folder in ("best", "last"):
+        recorded = json.loads((out / folder / "config.json").read_text())["recipe"]
+        assert recorded["name"] == "awd" and recorded["settings"]["batch_size"] == 4
+        assert recorded["settings"]["variable_bptt"] is False and recorded["settings"]["lr"] == 3.0
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = "".join(capsys.readouterr().out.split())  # however the terminal wraps it
+    assert "awd:optimizer=sgd,lr=30.0,loss=mean" in help_text
+    assert "(off;AWD-LSTM:on)" in help_text and "(5;AWD-LSTM:5)" in help_text
