@@ -500,3 +500,25 @@ def test_recipe_awd_on_the_command_line_with_explicit_overrides(tmp_path, corpus
     help_text = "".join(capsys.readouterr().out.split())  # however the terminal wraps it
     assert "awd:optimizer=sgd,lr=30.0,loss=mean" in help_text
     assert "(off;AWD-LSTM:on)" in help_text and "(5;AWD-LSTM:5)" in help_text
+
+
+def test_a_finished_run_is_fine_tuned_on_resume_from_its_best_weights(tmp_path, corpus,
+                                                                      monkeypatch):
+    scripted_validation(monkeypatch, {1: 2.0, 2: 2.2, 3: 1.0})
+    first = train_language_model(corpus, tmp_path / "m", split=(0.1, 0), epochs=2, **TINY)
+    assert first.stopped == "done" and first.best_epoch == 1
+    best = LM.load(tmp_path / "m" / "best").model.state_dict()
+    last = LM.load(tmp_path / "m" / "last").model.state_dict()
+    started, real = {}, trainer_module.Trainer.start_finetune
+
+    def start_finetune(self):
+        real(self)
+        started.update({k: v.clone() for k, v in self.model.state_dict().items()})
+
+    monkeypatch.setattr(trainer_module.Trainer, "start_finetune", start_finetune)
+    tuned = train_language_model(corpus, tmp_path / "m", resume=True, finetune=1)
+    assert [r.get("phase") for r in tuned.history] == [None, None, "finetune"]
+    assert tuned.best_epoch == 3 and tuned.history[2]["averaged"]
+    # Fine-tuning began from epoch 1's weights (the best), not from epoch 2's (the last).
+    assert all(torch.equal(started[k], best[k]) for k in best)
+    assert not torch.equal(started["embedding.weight"], last["embedding.weight"])

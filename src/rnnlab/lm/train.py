@@ -48,7 +48,8 @@ def train_language_model(
     report: Report | None = None,
     **settings,
 ) -> TrainResult:
-    """Train a language model on the text file `train`; see TrainSettings for every setting.
+    """Train a language model on the text file `train`; see TrainSettings for every setting
+    (`recipe="awd"` fills in AWD-LSTM's, under those given).
 
     With `output_dir`, writes `best/` and `last/` model folders, `metrics.jsonl` and
     `curve.png`; `resume=True` continues from `output_dir/last` (train may then be omitted) and
