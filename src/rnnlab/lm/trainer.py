@@ -448,8 +448,7 @@ class Trainer:
         """The steps of one epoch from where it stands; how the run stopped, if it did."""
         s, p = self.s, self.p
         self.say("epoch_start", {"epoch": p.epoch, "epochs": s.epochs + s.finetune,
-                                 "steps": len(items),
-                                 "done": p.step_in_epoch})
+                                 "steps": len(items), "done": p.step_in_epoch})
         try:
             start, seconds_before, tokens = time.perf_counter(), p.epoch_seconds, 0
             for item in items[p.step_in_epoch:]:
