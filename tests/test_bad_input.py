@@ -319,6 +319,20 @@ def test_train_settings_out_of_range(capsys, data, out, flag, value, needle):
                         "--max-steps", "1", flag, value], needle)
 
 
+@pytest.mark.parametrize("argv, needle", [
+    (["--nonmono", "0"], "--nonmono must be at least 1, got 0"),
+    (["--finetune", "-1"], "--finetune must be at least 0, got -1"),
+    (["--asgd"], "needs validation text"),
+    (["--recipe", "awd"], "needs validation text"),  # the recipe's NT-ASGD validates
+    (["--split", "0", "0.1", "--asgd"], "needs validation text"),
+    (["--variable-bptt", "--mode", "sentence"], "stream mode"),
+    (["--recipe", "awd", "--split", "0.1", "0.1", "--mode", "sentence"], "stream mode"),
+])
+def test_train_schedule_settings_that_cannot_work(capsys, data, out, argv, needle):
+    user_error(capsys, ["train", data / "good.txt", "-o", out / "run", "--no-progress",
+                        "--max-steps", "1", *argv], needle)
+
+
 def test_absurd_vector_size_refused_before_allocating(capsys, data, out):
     # A thousand words x 10^9 dimensions is terabytes: refused from arithmetic, not by malloc.
     corpus = out.parent / f"{out.name}-words.txt"

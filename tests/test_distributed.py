@@ -25,6 +25,8 @@ BASE = ["--hidden-size", "10", "--embed-size", "10", "--layers", "1", "--bptt", 
 STREAM = [*BASE, "--batch-size", "4"]  # SGD, loss summed over time (Zaremba)
 SENTENCE = [*BASE, "--mode", "sentence", "--batch-size", "5", "--optimizer", "adam",
             "--lr", "0.01"]  # per-token loss; 5 sentences split 2 + 3, and a short last batch
+# AWD-LSTM's schedule: drawn block lengths and their lr, then a fine-tuning epoch that averages
+AWD = [*STREAM, "--loss", "mean", "--lr", "0.5", "--variable-bptt", "--asgd", "--finetune", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +97,9 @@ def single(corpus, tmp_path, args):
 
 # AR and TAR are per-token means of each rank's share, weighted by its tokens: the sum over ranks
 # is one process's penalty. (In sentence mode TAR's pairs per token differ between shares.)
-@pytest.mark.parametrize("args", [STREAM, SENTENCE, [*STREAM, "--ar", "2", "--tar", "1"]],
-                         ids=["stream-sgd-sum", "sentence-adam-mean", "stream-ar-tar"])
+@pytest.mark.parametrize("args", [STREAM, SENTENCE, [*STREAM, "--ar", "2", "--tar", "1"], AWD],
+                         ids=["stream-sgd-sum", "sentence-adam-mean", "stream-ar-tar",
+                              "stream-awd-schedule"])
 def test_two_processes_train_the_same_model_as_one(corpus, tmp_path, args):
     one = single(corpus, tmp_path, args)
     two = tmp_path / "two"
@@ -106,7 +109,7 @@ def test_two_processes_train_the_same_model_as_one(corpus, tmp_path, args):
     assert_close_weights(one / "best", two / "best")
     assert valid_losses(two) == pytest.approx(valid_losses(one), abs=1e-6)
     # rank 0 alone wrote: one metrics line per epoch, no stray files
-    assert len(valid_losses(two)) == 2
+    assert len(valid_losses(two)) == 2 + ("--finetune" in args)
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
 
 

@@ -7,11 +7,13 @@ from rnnlab.lm.data import (
     SentenceBatches,
     StreamBatches,
     batchify,
+    draw_length,
     pad_sentences,
     read_text,
     split_lines,
     stream_block,
     stream_starts,
+    variable_blocks,
 )
 from rnnlab.text.pipeline import TextPipeline
 
@@ -141,3 +143,40 @@ def test_a_line_longer_than_a_reading_piece_stays_one_line(tmp_path):
     assert tokens == [*words, "</s>", "short", "line", "</s>"]  # ... with one end marker
     chars = [t for line in TextPipeline("char", "stream").token_lines(lines) for t in line]
     assert chars.count("\n") == 2
+
+
+def test_variable_bptt_lengths_are_seeded_and_follow_awd_lstm():
+    generator = torch.Generator().manual_seed(0)
+    assert [draw_length(70, generator) for _ in range(12)] == [71, 71, 70, 71, 68, 72, 69, 74,
+                                                               66, 71, 67, 70]
+    generator = torch.Generator().manual_seed(1)
+    lengths = torch.tensor([draw_length(70, generator) for _ in range(20000)], dtype=torch.float)
+    half = lengths < 52  # around bptt/2 = 35, 3.4 standard deviations from either centre
+    assert abs(half.float().mean().item() - 0.05) < 0.005
+    # floor(N(70, 5²)): mean 69.5, standard deviation 5; floor(N(35, 5²)): mean 34.5
+    assert abs(lengths[~half].mean().item() - 69.5) < 0.15
+    assert abs(lengths[~half].std().item() - 5.0) < 0.15
+    assert abs(lengths[half].mean().item() - 34.5) < 0.5
+    assert lengths.max().item() == 90  # the cap at bptt + 20 is reached, never passed
+    short = [draw_length(3, torch.Generator().manual_seed(s)) for s in range(300)]
+    assert min(short) == 3 and max(short) <= 23  # at least 5, or bptt when that is shorter
+
+
+def test_variable_blocks_cover_the_stream_once_in_order():
+    blocks = variable_blocks(60, 10, torch.Generator().manual_seed(0))
+    assert blocks == [(0, 11), (11, 11), (22, 10), (32, 11), (43, 8), (51, 8)]  # the last cut
+    starts = [s for s, _ in blocks]
+    assert starts == [0, *(s + n for s, n in blocks[:-1])] and sum(n for _, n in blocks) == 59
+
+
+def test_stream_batches_with_a_seed_draw_each_epoch_anew_and_again():
+    batches = StreamBatches(list(range(400)), batch=4, bptt=10, seed=3)
+    one, two = batches.epoch(1), batches.epoch(2)
+    assert one == batches.epoch(1) and one != two  # the same epoch, the same blocks (resume)
+    assert one == variable_blocks(100, 10, torch.Generator().manual_seed(3 * 1_000_003 + 1))
+    start, length = one[1]
+    x, y, lengths = batches.get(one[1])
+    assert x.shape == (length, 4) and lengths is None
+    assert x[:, 0].tolist() == list(range(start, start + length))
+    assert torch.equal(y[:-1], x[1:])
+    assert StreamBatches(list(range(400)), batch=4, bptt=10).epoch(5) == list(range(0, 99, 10))

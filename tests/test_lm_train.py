@@ -352,3 +352,173 @@ def test_sigterm_after_ctrl_c_does_not_abort_the_save(tmp_path, corpus, monkeypa
     out = tmp_path / "b"
     assert main(["train", str(corpus), *KILL_ARGS, "-o", str(out)]) == 130
     assert json.loads((out / "last" / "training.json").read_text())["global_step"] == 5
+
+
+# -- AWD-LSTM's schedule: variable BPTT, NT-ASGD, fine-tuning --------------------------------
+
+
+def spy_on_sgd(monkeypatch):
+    """Record every SGD step's learning rate and the weights after it."""
+    seen = {"lr": [], "weights": []}
+    real = torch.optim.SGD.step
+
+    def step(self, *args, **kwargs):
+        seen["lr"].append(self.param_groups[0]["lr"])
+        out = real(self, *args, **kwargs)
+        seen["weights"].append([p.detach().clone() for g in self.param_groups for p in g["params"]])
+        return out
+
+    monkeypatch.setattr(torch.optim.SGD, "step", step)
+    return seen
+
+
+def block_lengths(monkeypatch):
+    """Record the length of every training block (from the loss computation)."""
+    lengths, real = [], trainer_module.sequence_loss
+
+    def loss(logits, targets):
+        lengths.append(targets.shape[0])
+        return real(logits, targets)
+
+    monkeypatch.setattr(trainer_module, "sequence_loss", loss)
+    return lengths
+
+
+@pytest.mark.parametrize("loss", ["mean", "sum"])
+def test_variable_bptt_scales_each_steps_lr_by_its_length(tmp_path, corpus, monkeypatch, loss):
+    seen, lengths = spy_on_sgd(monkeypatch), block_lengths(monkeypatch)
+    settings = dict(TINY, bptt=8, epochs=2, lr=0.5, loss=loss, schedule="constant")
+    result = train_language_model(corpus, None, variable_bptt=True, **settings)
+    assert len(set(lengths)) > 3 and len(seen["lr"]) == len(lengths) == result.history[-1]["step"]
+    # A summed loss already weighs a block by its length: the lr stays as it is.
+    expected = [0.5 * n / 8 if loss == "mean" else 0.5 for n in lengths]
+    assert seen["lr"] == pytest.approx(expected, rel=1e-12)
+    assert result.history[0]["step"] != result.history[1]["step"] - result.history[0]["step"]
+
+
+def scripted_validation(monkeypatch, losses: dict[int, float]):
+    """Validation losses by epoch (the test text keeps its real loss); the weights each
+    validation saw, by epoch."""
+    seen, real = {}, trainer_module.Trainer.evaluate
+
+    def evaluate(self, encoded):
+        if encoded is not self.data.valid:
+            return real(self, encoded)
+        seen[self.p.epoch] = [p.detach().clone() for p in self.model.parameters()]
+        return trainer_module.metrics(losses[self.p.epoch], self.s.level)
+
+    monkeypatch.setattr(trainer_module.Trainer, "evaluate", evaluate)
+    return seen
+
+
+def test_nt_asgd_switches_at_the_stalled_check_and_evaluates_the_average(tmp_path, corpus,
+                                                                         monkeypatch):
+    # Epoch 3's 2.5 is worse than epoch 1's 2.0 (more than nonmono=1 checks before): switch.
+    evaluated = scripted_validation(monkeypatch, {1: 2.0, 2: 1.9, 3: 2.5, 4: 1.0, 5: 1.5})
+    seen = spy_on_sgd(monkeypatch)
+    result = train_language_model(corpus, tmp_path / "m", split=(0.1, 0.1), asgd=True, nonmono=1,
+                                  epochs=5, **dict(TINY, lr=0.5))
+    h = result.history
+    assert [("asgd_from_step" in r, r.get("averaged", False)) for r in h] == [
+        (False, False), (False, False), (True, False), (False, True), (False, True)]
+    switch, end4, end5 = h[2]["step"], h[3]["step"], h[4]["step"]
+    assert h[2]["asgd_from_step"] == switch
+    mean4 = [torch.stack(ws).mean(0) for ws in zip(*seen["weights"][switch:end4])]
+    mean5 = [torch.stack(ws).mean(0) for ws in zip(*seen["weights"][switch:end5])]
+    for got, want in zip(evaluated[4], mean4):
+        assert torch.allclose(got, want, atol=1e-6)
+    # best/ is epoch 4's average, and the test scores it; last/ keeps raw weights and average.
+    assert result.best_epoch == 4
+    best = LM.load(tmp_path / "m" / "best").model
+    for got, want in zip(best.parameters(), mean4):
+        assert torch.allclose(got, want, atol=1e-6)
+    state = json.loads((tmp_path / "m" / "last" / "training.json").read_text())
+    assert state["average"] == {"since": switch, "count": end5 - switch}
+    saved = load_file(str(tmp_path / "m" / "last" / "training.safetensors"))
+    last = LM.load(tmp_path / "m" / "last").model.named_parameters()
+    for (name, got), want, raw in zip(last, mean5, seen["weights"][-1]):
+        assert torch.allclose(saved["average." + name], want, atol=1e-6)
+        assert torch.equal(got, raw)
+
+
+def test_variable_bptt_asgd_and_finetune_resume_exactly(tmp_path, corpus, monkeypatch):
+    # Switch at epoch 3 (as above), average in epoch 4, fine-tune in epoch 5 from epoch 4's best.
+    scripted_validation(monkeypatch, {1: 2.0, 2: 1.9, 3: 2.5, 4: 1.0, 5: 0.9})
+    argv = ["train", str(corpus), *KILL_ARGS[:-2], "--optimizer", "sgd", "--lr", "0.5", "--epochs", "4",
+            "--variable-bptt", "--asgd", "--nonmono", "1", "--finetune", "1", "--quiet",
+            "--no-progress"]
+    assert main([*argv, "-o", str(tmp_path / "a")]) == 0
+    history = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("phase") for r in history[:5]] == [None] * 4 + ["finetune"]
+    assert "asgd_from_step" in history[2] and history[4]["averaged"]
+    ends = [r["step"] for r in history[:5]]
+    # Stopped inside the averaged epoch 4, then inside the fine-tuning epoch 5, then to the end.
+    resume = ["train", "-o", str(tmp_path / "b"), "--resume", "--quiet", "--no-progress"]
+    for command, stop, since, phase in (
+            ([*argv, "-o", str(tmp_path / "b")], ends[2] + 3, ends[2], "train"),
+            (resume, ends[3] + 2, ends[3], "finetune")):
+        assert main([*command, "--max-steps", str(stop)]) == 0
+        state = json.loads((tmp_path / "b" / "last" / "training.json").read_text())
+        assert (state["global_step"], state["average"]["since"], state["phase"]) == (
+            stop, since, phase)
+    assert main(resume) == 0
+    for folder in ("last", "best"):
+        assert_same_weights(tmp_path / "a" / folder, tmp_path / "b" / folder)
+    average = {k: v for k, v in load_file(str(tmp_path / "b" / "last" / "training.safetensors")).items()
+               if k.startswith("average.")}
+    straight = load_file(str(tmp_path / "a" / "last" / "training.safetensors"))
+    assert average and all(torch.equal(v, straight[k]) for k, v in average.items())
+
+    def timeless(records):
+        return [{k: v for k, v in r.items() if k not in ("seconds", "tokens_per_s")}
+                for r in records if not r.get("partial")]
+
+    resumed = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert timeless(resumed) == timeless(history)
+
+
+def test_recipe_awd_on_the_command_line_with_explicit_overrides(tmp_path, corpus, capsys):
+    out = tmp_path / "awd"
+    assert main(["train", str(corpus), "--split", "0.1", "0.1", "--recipe", "awd", "--hidden-size",
+                 "12", "--layers", "1", "--batch-size", "4", "--bptt", "6", "--lr", "3",
+                 "--no-variable-bptt", "--epochs", "1", "--threads", "1", "--quiet",
+                 "--no-progress", "-o", str(out)]) == 0
+    settings = json.loads((out / "last" / "training.json").read_text())["settings"]
+    assert {k: settings[k] for k in ("batch_size", "bptt", "lr", "variable_bptt", "hidden_size")} == {
+        "batch_size": 4, "bptt": 6, "lr": 3.0, "variable_bptt": False, "hidden_size": 12}
+    assert {k: settings[k] for k in ("clip", "loss", "schedule", "asgd", "nonmono", "weight_decay",
+                                     "recipe")} == {
+        "clip": 0.25, "loss": "mean", "schedule": "constant", "asgd": True, "nonmono": 5,
+        "weight_decay": 1.2e-6, "recipe": "awd"}
+    for folder in ("best", "last"):
+        recorded = json.loads((out / folder / "config.json").read_text())["recipe"]
+        assert recorded["name"] == "awd" and recorded["settings"]["batch_size"] == 4
+        assert recorded["settings"]["variable_bptt"] is False and recorded["settings"]["lr"] == 3.0
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = "".join(capsys.readouterr().out.split())  # however the terminal wraps it
+    assert "awd:optimizer=sgd,lr=30.0,loss=mean" in help_text
+    assert "(off;AWD-LSTM:on)" in help_text and "(5;AWD-LSTM:5)" in help_text
+
+
+def test_a_finished_run_is_fine_tuned_on_resume_from_its_best_weights(tmp_path, corpus,
+                                                                      monkeypatch):
+    scripted_validation(monkeypatch, {1: 2.0, 2: 2.2, 3: 1.0})
+    first = train_language_model(corpus, tmp_path / "m", split=(0.1, 0), epochs=2, **TINY)
+    assert first.stopped == "done" and first.best_epoch == 1
+    best = LM.load(tmp_path / "m" / "best").model.state_dict()
+    last = LM.load(tmp_path / "m" / "last").model.state_dict()
+    started, real = {}, trainer_module.Trainer.start_finetune
+
+    def start_finetune(self):
+        real(self)
+        started.update({k: v.clone() for k, v in self.model.state_dict().items()})
+
+    monkeypatch.setattr(trainer_module.Trainer, "start_finetune", start_finetune)
+    tuned = train_language_model(corpus, tmp_path / "m", resume=True, finetune=1)
+    assert [r.get("phase") for r in tuned.history] == [None, None, "finetune"]
+    assert tuned.best_epoch == 3 and tuned.history[2]["averaged"]
+    # Fine-tuning began from epoch 1's weights (the best), not from epoch 2's (the last).
+    assert all(torch.equal(started[k], best[k]) for k in best)
+    assert not torch.equal(started["embedding.weight"], last["embedding.weight"])

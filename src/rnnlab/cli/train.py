@@ -12,7 +12,7 @@ from rnnlab.cli._options import ERROR_HANDLERS, ERRORS_HELP, THREADS_HELP, add_o
 from rnnlab.cli._progress import DownloadBars, TrainingReport
 from rnnlab.device import DEVICE_HELP, PRECISIONS
 from rnnlab.errors import RnnlabError
-from rnnlab.lm.settings import DEFAULT_HIDDEN, LOSSES, OPTIMIZERS, SCHEDULES, TrainSettings
+from rnnlab.lm.settings import DEFAULT_HIDDEN, LOSSES, OPTIMIZERS, RECIPES, SCHEDULES, TrainSettings
 from rnnlab.text.pipeline import MODES
 from rnnlab.text.tokenize import LEVELS
 
@@ -38,6 +38,8 @@ examples:
   rnnlab train --corpus ptb -o ptb-small
   rnnlab train --corpus ptb -o ptb-small --device cuda --precision bf16
   torchrun --nproc_per_node=4 -m rnnlab train --corpus ptb -o ptb-small   # 4 processes, 4 GPUs
+  rnnlab train --corpus ptb --recipe awd --hidden-size 400 --epochs 40 --finetune 10 -o ptb-awd
+  rnnlab train --corpus ptb --recipe awd --batch-size 20 --no-asgd -o ptb-awd-sgd
 
 Under torchrun each process takes an equal share of every batch (--batch-size is the whole
 batch, so it must divide by the number of processes), gradients are averaged, and only rank 0
@@ -61,6 +63,12 @@ def checkpoint_every(value: str) -> tuple[str, float]:
     if amount <= 0:
         raise argparse.ArgumentTypeError(f"{value!r}: must be positive")
     return unit, amount
+
+
+def recipe_help() -> str:
+    """--recipe's help: each recipe with the values it sets."""
+    return "; ".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in values.items())
+                     for name, values in RECIPES.items())
 
 
 def register(subparsers) -> None:
@@ -166,6 +174,25 @@ def register(subparsers) -> None:
                    help=f"temporal activation regularisation: BETA x mean square of the change "
                         f"of the last layer's output from step to step ({D.tar}; AWD-LSTM: 1)")
     g.add_argument("--bptt", type=int, help=f"truncated BPTT length, stream mode ({D.bptt})")
+    g.add_argument("--variable-bptt", action=argparse.BooleanOptionalAction,
+                   help="each block's length drawn around --bptt (bptt, or bptt/2 one time in 20, "
+                        "plus N(0, 5^2), within [5, bptt+20]), the step's lr scaled by length/bptt "
+                        "when the loss is a per-token mean; stream mode (off; AWD-LSTM: on)")
+    g.add_argument("--asgd", action=argparse.BooleanOptionalAction,
+                   help="NT-ASGD: once validation stalls, average the weights after every step "
+                        "and validate, keep and test the average; needs validation text "
+                        "(off; AWD-LSTM: on)")
+    g.add_argument("--nonmono", type=int, metavar="N",
+                   help="NT-ASGD's trigger: a validation loss worse than the best of the checks "
+                        f"more than N checks before it ({D.nonmono}; AWD-LSTM: 5)")
+    g.add_argument("--finetune", type=int, metavar="EPOCHS",
+                   help="after --epochs, fine-tune this many epochs from the best weights with a "
+                        f"new average, as AWD-LSTM's finetune.py ({D.finetune}; AWD-LSTM on PTB: "
+                        "500); may be raised with --resume")
+    g.add_argument("--recipe", choices=tuple(RECIPES),
+                   help="preset of regularisers and optimiser schedule (not the sizes or layers); "
+                        "flags given explicitly override it. " + recipe_help() + " (AWD-LSTM's "
+                        "PTB values; its code's default batch is 80, its PTB command uses 20)")
     g.add_argument("--batch-size", type=int, help=f"({D.batch_size})")
     g.add_argument("--eval-batch-size", type=int, help=f"({D.eval_batch_size})")
     g.add_argument("--epochs", type=int, help=f"({D.epochs})")
@@ -199,8 +226,9 @@ def run(args: argparse.Namespace) -> int:
     from rnnlab.outputs import check_output, is_main_process
     from rnnlab.text.store import is_store, store_pipeline
 
-    for name in ("threads", "max_steps"):
+    for name in ("threads", "max_steps", "nonmono"):
         check_at_least("--" + name.replace("_", "-"), getattr(args, name, None))
+    check_at_least("--finetune", getattr(args, "finetune", None), 0)
     # Before any download or reading: a wrong output costs seconds, not a training run.
     if is_main_process():
         check_output(args.output, "training-run", overwrite=args.overwrite, resume=args.resume)

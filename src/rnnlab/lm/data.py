@@ -2,7 +2,8 @@
 
 Stream mode (the standard PTB setup): the ids of the whole text (see TextPipeline) are cut
 into `batch` columns and read `bptt` steps at a time; the state is carried from block to block
-and detached between them (truncated BPTT).
+and detached between them (truncated BPTT). With a seed, the block lengths vary around `bptt`
+as in AWD-LSTM (Merity et al. 2018), so that the blocks of every epoch start elsewhere.
 
 Sentence mode (the lecture's formulation): each sentence `<s> w1 .. wn </s>` starts from a
 zero state; sentences of a batch are padded and their lengths passed along. Inputs are
@@ -11,6 +12,7 @@ zero state; sentences of a batch are padded and their lengths passed along. Inpu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -67,6 +69,25 @@ def stream_block(data: Tensor, start: int, bptt: int) -> tuple[Tensor, Tensor]:
     return data[start : start + n], data[start + 1 : start + 1 + n]
 
 
+def draw_length(bptt: int, generator: torch.Generator) -> int:
+    """One variable BPTT length: N(bptt, 5²) with probability 0.95, else N(bptt/2, 5²), floored,
+    then held within [min(5, bptt), bptt + 20]."""
+    centre = bptt if torch.rand(1, generator=generator).item() < 0.95 else bptt / 2
+    length = math.floor(centre + 5 * torch.randn(1, generator=generator).item())
+    # Below 5 a block learns almost nothing; the cap (4 standard deviations) bounds the memory.
+    return max(min(5, bptt), min(length, bptt + 20))
+
+
+def variable_blocks(rows: int, bptt: int, generator: torch.Generator) -> list[tuple[int, int]]:
+    """(start, length) of blocks of drawn lengths that cover the rows - 1 targets in order."""
+    blocks, start = [], 0
+    while start < rows - 1:
+        length = min(draw_length(bptt, generator), rows - 1 - start)
+        blocks.append((start, length))
+        start += length
+    return blocks
+
+
 # ----- sentence mode -----
 
 def pad_sentences(sentences: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor, Tensor]:
@@ -95,22 +116,30 @@ def sentence_batches(n: int, batch: int, seed: int | None = None) -> list[list[i
 # ----- batches for the trainer -----
 
 class StreamBatches:
-    """A token stream as (N, batch) columns, read in blocks of `bptt`; the state carries over."""
+    """A token stream as (N, batch) columns, read in blocks of `bptt` (or, with `seed`, of
+    variable lengths around it); the state carries over."""
 
     carries_state = True
 
-    def __init__(self, ids: Sequence[int], batch: int, bptt: int) -> None:
+    def __init__(self, ids: Sequence[int], batch: int, bptt: int,
+                 seed: int | None = None) -> None:
         self.data = batchify(ids, batch)
-        self.bptt = bptt
+        self.bptt, self.seed = bptt, seed
         self.starts = stream_starts(self.data, bptt)
 
-    def epoch(self, epoch: int) -> list[int]:
-        """The blocks of an epoch, in order (every epoch reads the stream front to back)."""
-        return self.starts
+    def epoch(self, epoch: int) -> list[int] | list[tuple[int, int]]:
+        """The blocks of an epoch, in order (every epoch reads the stream front to back):
+        start rows, or (start, length) pairs drawn anew for each epoch."""
+        if self.seed is None:
+            return self.starts
+        # Drawn from (seed, epoch) alone: a resumed epoch gets the same blocks again.
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return variable_blocks(self.data.shape[0], self.bptt, generator)
 
-    def get(self, start: int) -> tuple[Tensor, Tensor, None]:
-        """(inputs, targets, lengths=None) of the block starting at row `start`."""
-        x, y = stream_block(self.data, start, self.bptt)
+    def get(self, block: int | tuple[int, int]) -> tuple[Tensor, Tensor, None]:
+        """(inputs, targets, lengths=None) of a block: its start row, or (start, length)."""
+        start, length = block if isinstance(block, tuple) else (block, self.bptt)
+        x, y = stream_block(self.data, start, length)
         return x, y, None
 
 

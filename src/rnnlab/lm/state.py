@@ -1,9 +1,11 @@
 """The saved state of a training run: counters in `last/training.json`, tensors beside them.
 
 `last/` holds everything needed to continue exactly: the settings, the counters below, the
-optimizer, every process's random generators and the carried hidden state of the whole batch
-(`training.safetensors`: "rng.torch[.RANK]", "rng.cuda[.RANK]", "hidden.K", "optimizer.*"),
-so that a resumed run ends with the same weights as an uninterrupted one.
+optimizer, every process's random generators, the carried hidden state of the whole batch and,
+under NT-ASGD, the averaged weights beside the raw ones (`training.safetensors`:
+"rng.torch[.RANK]", "rng.cuda[.RANK]", "hidden.K", "optimizer.*", "average.NAME"; where the
+average began and how many steps it holds in training.json's "average"), so that a resumed
+run ends with the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Progress:
     best_valid: float | None = None
     best_epoch: int | None = None
     bad_epochs: int = 0
+    phase: str = "train"  # "finetune" once fine-tuning began (AWD-LSTM)
     history: list[dict] = field(default_factory=list)  # one metrics record per epoch
     skipped: int = 0
     epoch_loss: float = 0.0
@@ -87,20 +90,21 @@ class RunFolder:
     """The files of a run's folder: best/, last/, metrics.jsonl and curve.png. Only rank 0
     writes them; without a folder (or on another rank) every write is skipped."""
 
-    def __init__(self, out: Path | None, main: bool) -> None:
+    def __init__(self, out: Path | None, main: bool, extra: dict | None = None) -> None:
         self.out = out if main else None
+        self.extra = extra or {}  # joins every config.json (the recipe)
 
     def save_last(self, lm: LM, epoch: int, state: dict, tensors: dict[str, Tensor],
                   optimizer: torch.optim.Optimizer) -> None:
         """`last/`: the model and everything needed to continue (see the module's docstring)."""
         if self.out is not None:
-            lm.save(self.out / "last", {"epoch": epoch},
+            lm.save(self.out / "last", {**self.extra, "epoch": epoch},
                     {"state": state, "tensors": tensors, "optimizer": optimizer})
 
     def save_best(self, lm: LM, record: dict) -> None:
         """`best/`: the model with its metrics record in config.json."""
         if self.out is not None:
-            lm.save(self.out / "best", record)
+            lm.save(self.out / "best", {**self.extra, **record})
 
     def write_metrics(self, records: list[dict]) -> None:
         """metrics.jsonl: one JSON record per line."""

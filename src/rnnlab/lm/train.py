@@ -16,7 +16,7 @@ from pathlib import Path
 from rnnlab.errors import RnnlabError
 from rnnlab.lm import checkpoint
 from rnnlab.lm.bundle import LM
-from rnnlab.lm.settings import TrainSettings, resumed_settings
+from rnnlab.lm.settings import TrainSettings, resumed_settings, with_recipe
 from rnnlab.lm.trainer import Report, Trainer
 from rnnlab.outputs import check_output, is_main_process, output_lock
 from rnnlab.text.store import data_fingerprint
@@ -48,7 +48,8 @@ def train_language_model(
     report: Report | None = None,
     **settings,
 ) -> TrainResult:
-    """Train a language model on the text file `train`; see TrainSettings for every setting.
+    """Train a language model on the text file `train`; see TrainSettings for every setting
+    (`recipe="awd"` fills in AWD-LSTM's, under those given).
 
     With `output_dir`, writes `best/` and `last/` model folders, `metrics.jsonl` and
     `curve.png`; `resume=True` continues from `output_dir/last` (train may then be omitted) and
@@ -108,7 +109,7 @@ def _train(train, out: Path | None, saved, settings: dict, allow_changed_data: b
     else:
         if train is None:
             raise RnnlabError("no training file given")
-        s = TrainSettings(**settings)
+        s = TrainSettings(**with_recipe(settings))
     trainer = Trainer(Path(train), s, out, saved, report)
     stopped, test = trainer.run()
     p = trainer.p

@@ -1,5 +1,10 @@
 """The training loop: truncated BPTT with SGD or Adam, schedules, checkpoints, resume.
 
+AWD-LSTM's schedule (Merity et al. 2018) is optional: block lengths that vary around bptt
+(rnnlab.lm.data), NT-ASGD (rnnlab.lm.averaging: once validation stalls, validation, `best/`
+and the test use the running average of the weights) and a fine-tuning phase after the last
+epoch that restarts the average from the best weights with a fresh optimizer.
+
 A step whose loss or gradient is not finite changes nothing: it is skipped and reported, and
 `max_bad_steps` of them in a row stop training with an RnnlabError. Every epoch, and every
 stop before the end of one, is evaluated (rnnlab.lm.evaluation) and recorded.
@@ -34,11 +39,12 @@ from rnnlab.cells import map_state, state_parts
 from rnnlab.device import autocast, resolve_device
 from rnnlab.errors import RnnlabError
 from rnnlab.lm import checkpoint, distributed, evaluation
+from rnnlab.lm.averaging import WeightAverage, nt_asgd_trigger
 from rnnlab.lm.bundle import LM
 from rnnlab.lm.data import IGNORE, SentenceBatches, StreamBatches, read_text, split_lines
 from rnnlab.lm.model import LanguageModel
 from rnnlab.lm.regularisers import activation_penalty
-from rnnlab.lm.settings import DEFAULT_HIDDEN, TrainSettings
+from rnnlab.lm.settings import DEFAULT_HIDDEN, TrainSettings, recipe_record
 from rnnlab.lm.state import (
     Progress,
     RunFolder,
@@ -101,7 +107,7 @@ def read_run_data(s: TrainSettings, train: Path, vocab: Vocabulary | None = None
     if not ids:
         raise RnnlabError(f"{train}: no training text")
     batches = (SentenceBatches(ids, s.batch_size, s.seed) if s.mode == "sentence"
-               else StreamBatches(ids, s.batch_size, s.bptt))
+               else StreamBatches(ids, s.batch_size, s.bptt, s.seed if s.variable_bptt else None))
     return RunData(pipeline, vocab, batches,
                    pipeline.encode(valid_lines, vocab) if valid_lines else None,
                    pipeline.encode(test_lines, vocab) if test_lines else None,
@@ -212,14 +218,24 @@ class Trainer:
         if self.group.rank:  # the same weights everywhere, but each rank its own dropout masks
             torch.manual_seed(s.seed + 7919 * self.group.rank)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.SGD if s.optimizer == "sgd" else torch.optim.Adam
-        self.optimizer = optimizer(self.params, lr=s.learning_rate, weight_decay=s.weight_decay)
+        self.optimizer = self.make_optimizer()
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """A fresh optimizer of the run's kind over the trained parameters."""
+        optimizer = torch.optim.SGD if self.s.optimizer == "sgd" else torch.optim.Adam
+        return optimizer(self.params, lr=self.s.learning_rate, weight_decay=self.s.weight_decay)
+
+    def set_lr(self, lr: float) -> None:
+        """The learning rate of the next steps."""
+        for param_group in self.optimizer.param_groups:
+            param_group["lr"] = lr
 
     def restore(self) -> None:
         """Counters and tensors of a fresh run, or those saved in `last`."""
         self.p = Progress(lr=self.s.learning_rate)
         self.hidden = None
         self.best_state = None
+        self.average = WeightAverage(self.model)
         if self.saved is None:
             return
         state, tensors = self.saved
@@ -231,6 +247,7 @@ class Trainer:
         last = checkpoint.resume_folder(self.out / "last")
         st_load_model(self.model, last / "model.safetensors", strict=True)
         checkpoint.restore_optimizer(self.optimizer, state, tensors)
+        self.average.restore(state.get("average"), tensors)
         if "hidden.0" in tensors:  # the whole batch's state: this rank takes its columns
             cols = self.group.columns(tensors["hidden.0"].shape[1])
             self.hidden = hidden_columns(tensors, state["hidden_parts"], cols, self.device)
@@ -252,9 +269,11 @@ class Trainer:
         if not self.group.main:
             return
         tensors, parts = rank_tensors(ranks)
+        tensors.update(self.average.tensors())  # beside the raw weights of model.safetensors
         state = {"train": str(self.train_path), "settings": dataclasses.asdict(self.s),
                  **self.p.to_json(), "coverage": self.coverage, "world": self.group.world,
-                 "data": self.fingerprints, **({"hidden_parts": parts} if parts else {})}
+                 "data": self.fingerprints, "average": self.average.to_json(),
+                 **({"hidden_parts": parts} if parts else {})}
         self.files.save_last(self.lm, self.p.epoch - (self.p.step_in_epoch == 0), state, tensors,
                              self.optimizer)
 
@@ -314,6 +333,10 @@ class Trainer:
             loss_and_penalty = loss
         objective = loss_and_penalty * (scale if real else 0.0)
         ok = math.isfinite(total)
+        if s.variable_bptt and not s.summed_loss:
+            # A per-token mean weighs every block alike; a step scaled by the block's length
+            # weighs every token alike. A summed loss's gradient already grows with the length.
+            self.set_lr(p.lr * x.shape[0] / s.bptt)
         if ok:
             self.optimizer.zero_grad(set_to_none=True)
             objective.backward()
@@ -321,6 +344,8 @@ class Trainer:
             ok = bool(torch.isfinite(norm))
         if ok:
             self.optimizer.step()
+            if self.average.active:
+                self.average.update()
             self.bad_in_row = 0
             p.epoch_loss += total
             p.epoch_tokens += int(tokens)
@@ -349,18 +374,15 @@ class Trainer:
         record = {"epoch": p.epoch, "step": p.global_step, "lr": p.lr,
                   **{f"train_{k}": v for k, v in
                      metrics(p.epoch_loss / max(p.epoch_tokens, 1), s.level).items()}}
-        improved = True
-        if self.data.valid is not None:
-            valid = self.evaluate(self.data.valid)
-            record.update({f"valid_{k}": v for k, v in valid.items()})
-            improved = p.best_valid is None or valid["loss"] < p.best_valid
-        record.update({"skipped": p.skipped, "seconds": round(p.epoch_seconds, 1),
-                       "tokens_per_s": round(p.epoch_tokens / max(p.epoch_seconds, 1e-9))})
-        if improved:
-            p.best_valid, p.best_epoch, p.bad_epochs = record.get("valid_loss"), p.epoch, 0
-            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            self.files.save_best(self.lm, {"epoch": p.epoch, **record})
-        else:
+        record.update(self.phase_marks())
+        with self.average.swapped_in():  # under NT-ASGD the averaged weights are the model
+            if self.data.valid is not None:
+                record.update({f"valid_{k}": v for k, v in self.evaluate(self.data.valid).items()})
+            record.update({"skipped": p.skipped, "seconds": round(p.epoch_seconds, 1),
+                           "tokens_per_s": round(p.epoch_tokens / max(p.epoch_seconds, 1e-9))})
+            improved = self.keep_if_best(record)
+        self.check_nt_asgd(record)
+        if not improved:
             p.bad_epochs += 1
             if s.lr_schedule == "plateau":
                 p.lr /= s.plateau_factor
@@ -372,6 +394,46 @@ class Trainer:
         self.hidden = None
         self.save_last()
 
+    def keep_if_best(self, record: dict) -> bool:
+        """Keep the model as `best/` if its validation loss is the best so far (always without
+        validation text); whether it was."""
+        p = self.p
+        if p.best_valid is not None and not record.get("valid_loss", -math.inf) < p.best_valid:
+            return False
+        p.best_valid, p.best_epoch, p.bad_epochs = record.get("valid_loss"), p.epoch, 0
+        self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.files.save_best(self.lm, {"epoch": p.epoch, **record})
+        return True
+
+    def phase_marks(self) -> dict:
+        """Marks of a metrics record: the fine-tuning phase, and evaluation of averaged weights."""
+        return ({"phase": "finetune"} if self.p.phase == "finetune" else {}) | (
+            {"averaged": True} if self.average.active else {})
+
+    def check_nt_asgd(self, record: dict) -> None:
+        """Start averaging when validation has stalled (NT-ASGD), at the end of an epoch."""
+        s, p = self.s, self.p
+        if not s.asgd or self.average.active or "valid_loss" not in record:
+            return
+        losses = [r["valid_loss"] for r in p.history] + [record["valid_loss"]]
+        if nt_asgd_trigger(losses, s.nonmono):
+            self.average.start(p.global_step)
+            record["asgd_from_step"] = p.global_step
+            self.note(f"NT-ASGD: validation loss {losses[-1]:.4f} is no better than "
+                      f"{min(losses[:-1 - s.nonmono]):.4f} of more than {s.nonmono} checks ago; "
+                      f"averaging the weights from step {p.global_step}")
+
+    def start_finetune(self) -> None:
+        """AWD-LSTM's fine-tuning: from the best weights, a fresh optimizer and a new average."""
+        p = self.p
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        self.optimizer = self.make_optimizer()
+        self.average.start(p.global_step)
+        p.phase = "finetune"
+        self.note(f"fine-tuning for {self.s.finetune} epoch(s) from the best weights "
+                  f"(epoch {p.best_epoch}), averaging them anew")
+
     def record_stop(self, steps: int) -> None:
         """Stopped inside an epoch: evaluate and record where it stands (a "partial" line in
         metrics.jsonl and on the curve), and write `best/` if no epoch has ended yet.
@@ -382,14 +444,16 @@ class Trainer:
         record = {"epoch": p.epoch - 1 + p.step_in_epoch / max(steps, 1), "step": p.global_step,
                   "partial": True,
                   **{f"train_{k}": v for k, v in
-                     metrics(p.epoch_loss / max(p.epoch_tokens, 1), self.s.level).items()}}
-        if self.data.valid is not None:
-            record.update({f"valid_{k}": v for k, v in self.evaluate(self.data.valid).items()})
+                     metrics(p.epoch_loss / max(p.epoch_tokens, 1), self.s.level).items()},
+                  **self.phase_marks()}
+        with self.average.swapped_in():
+            if self.data.valid is not None:
+                record.update({f"valid_{k}": v for k, v in self.evaluate(self.data.valid).items()})
+            if self.best_state is None:
+                self.files.save_best(self.lm, {**record, "epoch": p.epoch})
         self.say("metrics", record)
         self.partial = record
         self.files.write_metrics([*p.history, record])
-        if self.best_state is None:
-            self.files.save_best(self.lm, {**record, "epoch": p.epoch})
 
     def train_epochs(self) -> str:
         """Epochs until done, stopped or interrupted; returns how it ended."""
@@ -398,10 +462,11 @@ class Trainer:
             self.note(f"already at step {p.global_step}, max_steps is {s.max_steps}: "
                       f"nothing to train")
             return "max-steps"
-        while p.epoch <= s.epochs:
+        while p.epoch <= s.epochs + s.finetune:
+            if p.epoch > s.epochs and p.phase == "train":
+                self.start_finetune()
             p.lr = self.lr_for_epoch(p.epoch)
-            for param_group in self.optimizer.param_groups:
-                param_group["lr"] = p.lr
+            self.set_lr(p.lr)
             self.model.train()
             items = self.data.train.epoch(p.epoch)
             stopped = self.run_epoch(items)
@@ -416,8 +481,8 @@ class Trainer:
     def run_epoch(self, items: list) -> str | None:
         """The steps of one epoch from where it stands; how the run stopped, if it did."""
         s, p = self.s, self.p
-        self.say("epoch_start", {"epoch": p.epoch, "epochs": s.epochs, "steps": len(items),
-                                 "done": p.step_in_epoch})
+        self.say("epoch_start", {"epoch": p.epoch, "epochs": s.epochs + s.finetune,
+                                 "steps": len(items), "done": p.step_in_epoch})
         try:
             start, seconds_before, tokens = time.perf_counter(), p.epoch_seconds, 0
             for item in items[p.step_in_epoch:]:
@@ -466,7 +531,7 @@ class Trainer:
         """Train and test: (how it stopped, the test metrics or None)."""
         self.device = resolve_device(self.s.device)
         self.group = distributed.join(self.device)
-        self.files = RunFolder(self.out, self.group.main)
+        self.files = RunFolder(self.out, self.group.main, recipe_record(self.s))
         try:
             return self.train_and_test()
         finally:
