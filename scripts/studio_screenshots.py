@@ -23,15 +23,20 @@ READ_TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nA
              "Speak, speak.\n\nFirst Citizen:\nYou are all resolved rather to die than to famish?\n")
 
 
+def generate(page, token: int) -> None:
+    """Start the generation set up on the page, wait for its end and open one token's distribution."""
+    page.click("#start")
+    page.wait_for_selector("#start:not([disabled])")
+    page.locator("#output .token").nth(token).click()
+
+
 def write(page) -> None:
     """Shakespeare writes; a token's distribution is open."""
     page.select_option("#model", "shakespeare")
     page.fill("#prime", "ROMEO:")
     page.fill("#length", "300")
     page.fill("#seed", "7")
-    page.click("#start")
-    page.wait_for_selector("#start:not([disabled])")
-    page.locator("#output .token").nth(40).click()
+    generate(page, 40)
 
 
 def poem(page) -> None:
@@ -42,9 +47,7 @@ def poem(page) -> None:
     page.fill("#acrostic", "春夏秋冬")
     page.check("#rhyme")
     page.fill("#seed", "3")
-    page.click("#start")
-    page.wait_for_selector("#start:not([disabled])")
-    page.locator("#output .token").nth(5).click()
+    generate(page, 5)
 
 
 def read(page) -> None:
