@@ -1,8 +1,10 @@
 """The token store: a corpus read once into token ids on disk, for corpora bigger than memory.
 
 `prepare_store` reads the text twice, streaming: pass 1 counts every token, pass 2 writes the
-ids. Each pass hands batches of about BATCH_CHARS of text to worker processes and takes their
-results back in order, so the store does not depend on the number of workers. Memory is
+ids. Each pass hands batches of about BATCH_CHARS of text (UTF-8 text as bytes, which the
+workers decode) to worker processes and takes their results back in order, so the store does
+not depend on the number of workers. Words split at whitespace are hashed, counted and looked
+up in compiled code (rnnlab.text.wordhash); other levels go through TextPipeline line by line. Memory is
 bounded by the vocabulary and the batches in flight; a line longer than a batch is cut before
 a token in a stream of words, and held whole at other levels and in sentence mode (as
 TextPipeline holds it). The ids are exactly `TextPipeline.encode` of the same text with the
@@ -30,6 +32,7 @@ whose settings do not fit the caller's.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import os
@@ -46,10 +49,12 @@ import numpy as np
 from rnnlab.errors import RnnlabError
 from rnnlab.fileio import atomic_dir, file_fingerprint
 from rnnlab.formats import check_format
-from rnnlab.text.corpus import _decoded_chunks, _lookup_codec, check_file
+from rnnlab.text import wordhash
+from rnnlab.text.corpus import _decoded_chunks, _lookup_codec, check_file, read_chunks
 from rnnlab.text.pipeline import TextPipeline
 from rnnlab.text.tokenize import get_tokenizer
 from rnnlab.text.vocab import BOS, EOS, Vocabulary, _refuse_min_count
+from rnnlab.text.wordhash import HashCollisionError, WordTable
 
 FORMAT, VERSION = "rnnlab-store", 1
 KIND = "token-store"  # its name among rnnlab.outputs' folder kinds
@@ -60,41 +65,51 @@ BATCH_CHARS = 1 << 20  # text handed to a worker at once, cut at a line end
 IN_FLIGHT = 2  # batches queued per worker: enough to keep it busy, few enough to bound memory
 WRITE_BUFFER = 1 << 20
 
-# (phase, done, total): phase "count" or "write"; characters read so far against the bytes of
-# the files on disk (the same for ASCII text, a guide for other text); total None for gzip.
+# (phase, done, total): phase "count" or "write"; bytes read so far (characters, for text in
+# another encoding than UTF-8) against the bytes of the files on disk; total None for gzip.
 Progress = Callable[[str, int, int | None], None]
 
 
 # ----- reading text into tokens, in the worker processes -----
 
 # Words split at whitespace (the "word" level without punctuation splitting, and "segmented")
-# are cut a whole batch at a time: the lines with a token are joined with a sentinel between
-# them (and, in sentence mode, one before each line), then one str.split() makes every token
-# of the batch. Other levels go line by line through TextPipeline.token_lines itself.
+# are hashed and counted in compiled code (rnnlab.text.wordhash), a whole batch at a time; a
+# batch holding a space that only Unicode calls space, and every other level, goes line by line
+# through TextPipeline.token_lines itself.
 FAST_LEVELS = ("word", "segmented")
-LINE_END, LINE_START = "\x00", "\x01"  # sentinels; a batch that holds them goes line by line
 
 
 @dataclass(frozen=True)
 class _Job:
-    """What a worker needs: the pipeline and, in pass 2, the token ids and their dtype."""
+    """What a worker needs: the pipeline and, in pass 2, the vocabulary (as a dict and, for
+    words split at whitespace, as the counting pass's hash table with each word's id) and the
+    dtype of the ids."""
 
     pipeline: TextPipeline
     stoi: dict[str, int] | None = None
+    table: WordTable | None = None
+    ids_of: np.ndarray | None = None
     dtype: str = "uint16"
+    hashed: bool = True  # pass 1 hashes words split at whitespace (False after a HashCollisionError)
+    errors: str = "strict"  # undecodable bytes, for batches of UTF-8 bytes
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """A batch of UTF-8 text as bytes, read from `path` at `offset`: the worker decodes it."""
+
+    path: str
+    offset: int
+    data: bytes
 
 
 # Set in each worker by _start: the vocabulary is sent once, not with every batch.
 _job: _Job | None = None
-_stoi: dict[str, int] = {}
 
 
 def _start(job: _Job | None) -> None:
-    global _job, _stoi
-    _job, _stoi = job, {}
-    if job is not None and job.stoi is not None:
-        # The sentinels read as ids past the vocabulary, so that line ends can be found.
-        _stoi = {**job.stoi, LINE_END: len(job.stoi), LINE_START: len(job.stoi) + 1}
+    global _job
+    _job = job
 
 
 def _start_worker(job: _Job) -> None:
@@ -103,23 +118,50 @@ def _start_worker(job: _Job) -> None:
     _start(job)
 
 
-def _fast(text: str) -> bool:
-    return _job.pipeline.level in FAST_LEVELS and LINE_END not in text and LINE_START not in text
+def _hashing() -> bool:
+    return _job.hashed and _job.pipeline.level in FAST_LEVELS
 
 
-def _fast_tokens(text: str) -> list[str]:
-    """Every token of a batch of lines, a sentinel after each line (and before, in sentence mode)."""
-    if _job.pipeline.level == "word" and _job.pipeline.lower:  # "segmented" keeps its case
-        text = text.lower()
-    lines = text.split("\n")
-    last = lines.pop()  # "" when the batch ends at a line end, else a line cut short
-    # str.split() splits at what isspace() calls space: such lines have no tokens.
-    lines = [line for line in lines if line and not line.isspace()]
-    if not lines:
-        return last.split()
-    if _job.pipeline.mode == "sentence":
-        return f"{LINE_START} {f' {LINE_END} {LINE_START} '.join(lines)} {LINE_END}".split()
-    return f"{f' {LINE_END} '.join(lines)} {LINE_END} {last}".split()
+def _text(batch: str | _Raw) -> str:
+    """A batch's text: as it came, or its bytes decoded, with rnnlab.text.corpus's checks."""
+    if isinstance(batch, str):
+        return batch
+    if (nul := batch.data.find(b"\0")) >= 0:
+        raise RnnlabError(f"{batch.path}: binary data (NUL byte at offset {batch.offset + nul}), "
+                          f"not text")
+    try:
+        return batch.data.decode("utf-8", _job.errors)
+    except UnicodeDecodeError as e:
+        at = batch.offset + e.start
+        raise RnnlabError(f"{batch.path}: invalid utf-8 at byte offset {at}, line "
+                          f"{_line_at(batch.path, at)} ({e.reason}); use --errors replace to read "
+                          f"it anyway") from None
+
+
+def _line_at(path: str, offset: int) -> int:
+    """The line of a byte offset (read again from the file: for error messages only)."""
+    newlines = done = 0
+    for chunk in read_chunks(path):
+        newlines += chunk[: max(offset - done, 0)].count(b"\n")
+        done += len(chunk)
+        if done >= offset:
+            break
+    return newlines + 1
+
+
+def _scan(batch: str | _Raw, check: bool = True) -> tuple[np.ndarray, tuple | None]:
+    """A batch's UTF-8 bytes (lowercased first where the pipeline says so) and their
+    wordhash.scan, None when the batch must go line by line. `check=False` skips the checks
+    of undecoded bytes (pass 2: pass 1 made them, and a text changed since fails its lookups)."""
+    lower = _job.pipeline.level == "word" and _job.pipeline.lower  # "segmented" keeps its case
+    if isinstance(batch, _Raw) and _job.errors == "strict" and not lower:
+        if check:
+            _text(batch)  # the words are read from the bytes as they are
+        data = np.frombuffer(batch.data, np.uint8)
+    else:
+        text = _text(batch).lower() if lower else _text(batch)
+        data = np.frombuffer(text.encode("utf-8", "surrogatepass"), np.uint8)
+    return data, wordhash.scan(data)
 
 
 def _line_tokens(text: str) -> Iterator[tuple[list[str], bool]]:
@@ -135,77 +177,118 @@ def _line_tokens(text: str) -> Iterator[tuple[list[str], bool]]:
         yield tokens, False
 
 
-def _count(text: str) -> Counter[str]:
-    """Pass 1: the counts of a batch's tokens, in order of first occurrence."""
-    if not _fast(text):
-        counter: Counter[str] = Counter()
-        for tokens, _ in _line_tokens(text):
-            counter.update(tokens)
+def _count(batch: str | _Raw) -> Counter[str] | tuple:
+    """Pass 1: a batch's tokens with their counts, in order of first occurrence: a Counter, or,
+    for words split at whitespace, (h1, h2, counts, words joined by spaces, lines ended)."""
+    data, words = _scan(batch) if _hashing() else (None, None)
+    if words is not None:
+        h1, h2, start, stop, ends_line = words
+        first, counts = wordhash.count_words(h1, h2)
+        if len(first) and first[0] < 0:
+            raise HashCollisionError("two words share a hash")
+        return (h1[first], h2[first], counts, wordhash.words_of(data, start[first], stop[first]),
+                int(ends_line.sum()))
+    counter: Counter[str] = Counter()
+    for tokens, _ in _line_tokens(_text(batch)):
+        counter.update(tokens)
+    if not _hashing():
         return counter
-    counter = Counter(_fast_tokens(text))
-    counter[EOS] += counter.pop(LINE_END, 0)
-    if _job.pipeline.mode == "sentence":
-        counter[BOS] += counter.pop(LINE_START, 0)
-    return counter
+    # Words (whitespace-free, markers included) hashed alike, for the same table.
+    # (They hold no space at all, so scan reads every one.)
+    joined = " ".join(counter).encode("utf-8", "surrogatepass")
+    h1, h2, *_ = wordhash.scan(np.frombuffer(joined, np.uint8))
+    return h1, h2, np.fromiter(counter.values(), np.int64, len(counter)), joined, 0
 
 
-def _encode(text: str) -> tuple[bytes, np.ndarray, int]:
+def _encode(batch: str | _Raw) -> tuple[bytes, np.ndarray, int]:
     """Pass 2: a batch's ids (the store's bytes), where its lines end, and how many ids it has."""
-    stoi = _stoi
-    try:
-        if _fast(text):
-            tokens = _fast_tokens(text)
-            ids = np.fromiter(map(stoi.__getitem__, tokens), np.int64, len(tokens))
-            ends = np.flatnonzero(ids == stoi[LINE_END])
-            ids[ends] = stoi[EOS]
-            if _job.pipeline.mode == "sentence":
-                ids[ids == stoi[LINE_START]] = stoi[BOS]
-            ends += 1
-        else:
-            lines = [([_job.stoi[t] for t in tokens], ends) for tokens, ends in _line_tokens(text)]
-            ids = np.fromiter((i for line, _ in lines for i in line), np.int64)
-            ends = np.cumsum([len(line) for line, _ in lines], dtype=np.int64)
-            ends = ends[[ended for _, ended in lines]] if lines else ends
-    except KeyError as e:
-        raise RnnlabError(f"the text changed while it was read (a token {e.args[0]!r} that the "
-                          f"first pass did not see); prepare the store again") from None
+    _, words = _scan(batch, check=False) if _job.table is not None else (None, None)
+    if words is not None:
+        h1, h2, _, _, ends_line = words
+        ids = _job.table.lookup(h1, h2, _job.ids_of)
+        if len(ids) and ids.min() < 0:
+            raise _changed(repr("a word"))
+        sentence = _job.pipeline.mode == "sentence"
+        ids, ends = wordhash.with_line_marks(ids, ends_line, _job.stoi[EOS],
+                                             _job.stoi[BOS] if sentence else -1)
+    else:
+        try:
+            lines = [([_job.stoi[t] for t in tokens], ends)
+                     for tokens, ends in _line_tokens(_text(batch))]
+        except KeyError as e:
+            raise _changed(repr(e.args[0])) from None
+        ids = np.fromiter((i for line, _ in lines for i in line), np.int64)
+        ends = np.cumsum([len(line) for line, _ in lines], dtype=np.int64)
+        ends = ends[[ended for _, ended in lines]] if lines else ends
     return ids.astype(DTYPES[_job.dtype]).tobytes(), ends, len(ids)
 
 
-def _cut(text: str, within_line: bool) -> int:
+def _changed(token: str) -> RnnlabError:
+    return RnnlabError(f"the text changed while it was read (a token {token} that the first "
+                       f"pass did not see); prepare the store again")
+
+
+def _cut(text: str | bytes, within_line: bool) -> int:
     """Where a batch may end: after its last line break, or (`within_line`) before its last token."""
-    cut = text.rfind("\n") + 1
+    newline, space, tab = ("\n", " ", "\t") if isinstance(text, str) else (b"\n", b" ", b"\t")
+    cut = text.rfind(newline) + 1
     if cut or not within_line:
         return cut
     stripped = text.rstrip()
     # After a space or tab that has a token after it: the rest of the line keeps a token, so
-    # its end still gets a sentinel.
-    return max(stripped.rfind(" "), stripped.rfind("\t")) + 1
+    # its end still gets its end marker.
+    return max(stripped.rfind(space), stripped.rfind(tab)) + 1
+
+
+def _pieces(chunks: Iterator, within_line: bool) -> Iterator:
+    """About BATCH_CHARS of whole lines (str or bytes, as the chunks), each ending in a line
+    break. A longer line is cut before a token when `within_line`, else held whole."""
+    held, size, need = [], 0, BATCH_CHARS
+    for chunk in chunks:
+        held.append(chunk)
+        size += len(chunk)
+        if size < need:
+            continue
+        text = chunk[:0].join(held)
+        cut = _cut(text, within_line)
+        held, size = [text[cut:]], len(text) - cut
+        # Without a cut, wait for twice the text: joining at every chunk would be quadratic.
+        need = BATCH_CHARS if cut else 2 * size
+        if cut:
+            yield text[:cut]
+    if held and (text := held[0][:0].join(held)):
+        newline = "\n" if isinstance(text, str) else b"\n"
+        yield text if text.endswith(newline) else text + newline
+
+
+def _raw_batches(path: Path, within_line: bool) -> Iterator[tuple[_Raw, int]]:
+    """The batches of a UTF-8 file as bytes (its BOM dropped), and their sizes."""
+    offset, seen = 0, False
+    for piece in _pieces(read_chunks(path, BATCH_CHARS), within_line):
+        size = len(piece)
+        if offset == 0 and piece.startswith(codecs.BOM_UTF8):
+            piece, offset = piece[len(codecs.BOM_UTF8):], len(codecs.BOM_UTF8)
+        seen = seen or bool(piece.strip())
+        yield _Raw(str(path), offset, piece), size
+        offset += len(piece)
+    if offset == 0:
+        raise RnnlabError(f"{path}: empty file")
+    if not seen:
+        raise RnnlabError(f"{path}: contains only whitespace")
 
 
 def _batches(paths: Sequence[Path], encoding: str, errors: str,
-             pipeline: TextPipeline) -> Iterator[tuple[str, int]]:
-    """(text, characters): about BATCH_CHARS of whole lines, each ending in a line break. A longer
-    line is cut before a token in streams of words; other levels hold it whole, as TextPipeline does."""
+             pipeline: TextPipeline) -> Iterator[tuple[str | _Raw, int]]:
+    """(batch, size) of about BATCH_CHARS of whole lines (see _pieces; a line is cut only in
+    streams of words, as TextPipeline does). UTF-8 text goes to the workers as bytes (size in
+    bytes), which decode it; other encodings as text (size in characters)."""
     within_line = pipeline.level in FAST_LEVELS and pipeline.mode == "stream"
     for path in paths:
-        held: list[str] = []
-        size, need = 0, BATCH_CHARS
-        for chunk in _decoded_chunks(path, encoding, errors):
-            held.append(chunk)
-            size += len(chunk)
-            if size < need:
-                continue
-            text = "".join(held)
-            cut = _cut(text, within_line)
-            held, size = [text[cut:]], len(text) - cut
-            # Without a cut, wait for twice the text: joining at every chunk would be quadratic.
-            need = BATCH_CHARS if cut else 2 * size
-            if cut:
-                yield text[:cut], cut
-        text = "".join(held)
-        if text:
-            yield (text if text.endswith("\n") else text + "\n"), len(text)
+        if codecs.lookup(encoding).name == "utf-8":
+            yield from _raw_batches(path, within_line)
+        else:
+            for text in _pieces(_decoded_chunks(path, encoding, errors), within_line):
+                yield text, len(text)
 
 
 def _context() -> BaseContext:
@@ -271,15 +354,31 @@ def cut_vocab(whole: Vocabulary, limit: int) -> Vocabulary:
 
 # ----- writing a store -----
 
-def _count_pass(paths, pipeline, encoding, errors, workers, progress, total) -> Counter[str]:
+def _count_pass(paths, pipeline, encoding, errors, workers, progress, total,
+                hashed: bool) -> tuple[Counter[str], WordTable | None]:
+    """Pass 1: every token's count in order of first occurrence, and (`hashed`, words split at
+    whitespace) the hash table of the words, which pass 2 looks the words up in."""
     counter: Counter[str] = Counter()
-    done = 0
+    table = WordTable() if hashed and pipeline.level in FAST_LEVELS else None
+    done = marks = 0
     batches = _batches(paths, encoding, errors, pipeline)
-    for counts, size in _in_order(_count, batches, _Job(pipeline), workers):
-        counter.update(counts)  # batches in order: first occurrences stay in corpus order
+    job = _Job(pipeline, hashed=hashed, errors=errors)
+    for counts, size in _in_order(_count, batches, job, workers):
+        # Batches in order: first occurrences stay in corpus order.
+        if table is None:
+            counter.update(counts)
+        else:
+            h1, h2, n, words, ended = counts
+            table.add(h1, h2, n, words)
+            marks += ended
         done += size
         progress("count", done, total)
-    return counter
+    if table is not None:
+        counter = Counter(table.totals())
+        counter[EOS] += marks
+        if pipeline.mode == "sentence":
+            counter[BOS] += marks
+    return counter, table
 
 
 def _write_pass(folder, paths, job, encoding, errors, workers, progress, total) -> tuple[int, int, dict]:
@@ -345,11 +444,17 @@ def prepare_store(
     progress = progress or (lambda phase, done, total: None)
     total = None if any(_gzipped(p) for p in paths) else sum(os.path.getsize(p) for p in paths)
 
-    counter = _count_pass(paths, pipeline, encoding, errors, workers, progress, total)
+    try:
+        counter, table = _count_pass(paths, pipeline, encoding, errors, workers, progress, total,
+                                     hashed=True)
+    except HashCollisionError:  # two words with one first hash (about 2^-64 a pair): count the slow way
+        counter, table = _count_pass(paths, pipeline, encoding, errors, workers, progress, total,
+                                     hashed=False)
     whole = whole_vocab(counter, pipeline.specials)
     del counter
     dtype = "uint16" if len(whole) <= 1 << 16 else "uint32"
-    job = _Job(pipeline, whole.stoi, dtype)
+    ids_of = None if table is None else np.array([whole.stoi[w] for w in table.totals()], np.int64)
+    job = _Job(pipeline, whole.stoi, table, ids_of, dtype, errors=errors)
     with atomic_dir(store, KIND) as folder:
         tokens, lines, files = _write_pass(folder, paths, job, encoding, errors, workers, progress,
                                            total)
