@@ -200,7 +200,11 @@ def test_train_reads_text_into_memory_where_a_store_cannot_serve(cache, text, tm
     base = ["train", str(text), *TRAIN]
     assert main([*base, "-o", str(tmp_path / "split"), "--split", "0.2", "0.2"]) == 0
     assert main([*base, "-o", str(tmp_path / "sentences"), "--mode", "sentence"]) == 0
+    assert main([*base, "-o", str(tmp_path / "awd"), "--valid", str(text), "--variable-bptt"]) == 0
     assert "token store" not in capsys.readouterr().err and not cache.exists()
     assert main([*base, "-o", str(tmp_path / "always"), "--split", "0.2", "0.2", "--store",
                  "always"]) == 2
     assert "--store always: a token store cannot be split" in capsys.readouterr().err
+    assert main(["train", str(text), "--valid", str(text), *TRAIN, "-o", str(tmp_path / "vb"),
+                 "--variable-bptt", "--store", "always"]) == 2
+    assert "--store always: a token store trains with a fixed --bptt" in capsys.readouterr().err
