@@ -703,3 +703,62 @@ def test_prepare_in_a_real_process_prints_one_line(data, tmp_path):
     assert_clean_failure(rc, err.split("\r")[-1], "prepare", "latin1.txt", "byte offset 12")
     assert stdout == ""
     assert not (tmp_path / "store").exists() and os.listdir(tmp_path) == []
+
+
+# -- word vectors from a token store, and stores cached for large text (--store) ----------------
+
+
+@pytest.fixture(scope="module")
+def stores(data, tmp_path_factory) -> Path:
+    """Stores of good.txt: words (as embed reads them), lowercased words, characters."""
+    d = tmp_path_factory.mktemp("stores")
+    for name, flags in [("words", []), ("lower", ["--lower"]), ("chars", ["--level", "char"])]:
+        assert main(["prepare", str(data / "good.txt"), "-o", str(d / name), "--quiet", *flags]) == 0
+    return d
+
+
+def test_embed_refuses_a_store_of_other_words_naming_the_store_that_fits(capsys, data, stores, out):
+    good = str(data / "good.txt")
+    user_error(capsys, ["embed", stores / "chars", "-o", out / "v.bin"],
+               "chars: a store prepared with --level char, not --level word as asked; prepare one "
+               f"that fits: rnnlab prepare {good} --level word -o STORE")
+    user_error(capsys, ["embed", stores / "words", "-o", out / "v.bin", "--lower"],
+               "a store prepared with --level word, not --level word --lower as asked",
+               f"rnnlab prepare {good} --level word --lower -o STORE")
+    user_error(capsys, ["embed", stores / "lower", "-o", out / "v.bin", "--level", "segmented"],
+               "a store prepared with --level word --lower, not --level segmented as asked")
+    user_error(capsys, ["embed", stores / "words", data / "good.txt", "-o", out / "v.bin"],
+               "a token store is read alone: give it without other corpora")
+
+
+def test_embed_refuses_a_character_store_in_a_real_process(stores, tmp_path):
+    rc, stdout, err, _ = run_cli("embed", stores / "chars", "-o", tmp_path / "v.bin")
+    assert_clean_failure(rc, err, "embed", "--level char, not --level word", "rnnlab prepare")
+    assert stdout == "" and os.listdir(tmp_path) == []
+
+
+def test_embed_from_a_store_refuses_what_the_text_path_refuses(capsys, stores, out):
+    user_error(capsys, ["embed", stores / "words", "-o", out / "v.bin", "--min-count", "100"],
+               "no token occurs min_count=100 times", "--min-count 20 keeps")
+    user_error(capsys, ["embed", stores / "words", "-o", out / "v.bin", "--window", "0"],
+               "window must be at least 1, got 0")
+
+
+def test_train_refuses_a_store_it_cannot_read_with_store_always(data, tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNLAB_CACHE", str(tmp_path / "cache"))
+    for argv, needle in [(["--split", "0.1", "0.1"], "a token store cannot be split; give --valid"),
+                         (["--mode", "sentence"], "a token store trains in stream mode only")]:
+        rc, stdout, err, _ = run_cli("train", data / "good.txt", "-o", tmp_path / "run", "--store",
+                                     "always", *argv)
+        assert_clean_failure(rc, err, "train", "--store always: " + needle)
+    assert sorted(os.listdir(tmp_path)) == []  # no run folder, no cache
+
+
+def test_store_settings_are_checked_before_a_store_is_built(capsys, data, out, tmp_path,
+                                                            monkeypatch):
+    monkeypatch.setenv("RNNLAB_CACHE", str(tmp_path / "cache"))
+    user_error(capsys, ["embed", data / "good.txt", "-o", out / "v.bin", "--store", "always",
+                        "--negative", "0"], "choose negative > 0 or hs=True")
+    user_error(capsys, ["train", data / "good.txt", "-o", out / "run", "--store", "always",
+                        "--bptt", "0"], "bptt must be at least 1, got 0")
+    assert not (tmp_path / "cache").exists()

@@ -55,6 +55,17 @@ def test_one_name_per_idea_old_spellings_kept():
         assert "--overwrite" in options(command), command
 
 
+def test_store_reads_the_same_in_train_and_embed():
+    def store_option(command):
+        sub = build_parser()._subparsers._group_actions[0].choices[command]
+        action = next(a for a in sub._actions if "--store" in a.option_strings)
+        return action.choices, action.default, action.help
+
+    assert store_option("train") == store_option("embed")
+    assert store_option("train")[:2] == (("auto", "always", "never"), "auto")
+    assert "more than 256 MB" in store_option("train")[2]
+
+
 @pytest.mark.parametrize("argv", [["evaluate", "{run}", "{t}"], ["score", "{run}", "the cat"],
                                   ["generate", "{run}"], ["gradflow", "-o", "{d}/g.png"],
                                   ["similar", "{d}/v.bin", "cat"]])

@@ -288,3 +288,128 @@ def test_cli_level_jieba_without_jieba_is_one_clear_error(tmp_path, monkeypatch,
     path.write_text("我爱北京\n", encoding="utf-8")
     assert main(["embed", str(path), "-o", str(tmp_path / "v.txt"), "--level", "jieba", *EMBED_TINY]) == 2
     assert "pip install 'rnnlab[chinese]'" in capsys.readouterr().err
+
+
+# -- from a token store ------------------------------------------------------------------------
+
+
+def write_corpus(path, sentences) -> None:
+    path.write_text("".join(" ".join(s) + "\n" for s in sentences) + "\n  \n", encoding="utf-8")
+
+
+@pytest.fixture
+def texts(tmp_path):
+    """A corpus with rare words (cut by min_count) and a line of 60 words, and its stores."""
+    from rnnlab.text.pipeline import TextPipeline
+    from rnnlab.text.store import prepare_store
+
+    sentences = topic_corpus(400) + [["zebra", "once"], ["cat"] * 60, ["yak"]] + topic_corpus(200, seed=1)
+    write_corpus(tmp_path / "c.txt", sentences)
+    for mode in ("stream", "sentence"):
+        prepare_store(tmp_path / "c.txt", tmp_path / mode, TextPipeline("word", mode), workers=1)
+    return tmp_path
+
+
+@pytest.mark.parametrize("mode", ["stream", "sentence"])
+@pytest.mark.parametrize("sg,hs,negative", [(True, False, 5), (False, True, 0)])
+def test_a_store_trains_the_vectors_its_text_trains(texts, monkeypatch, mode, sg, hs, negative):
+    from rnnlab.word2vec import store_jobs, train
+
+    # Many jobs and many small reads, so that jobs run across the blocks read.
+    monkeypatch.setattr(train, "JOB_WORDS", 97)
+    monkeypatch.setattr(store_jobs, "READ_TOKENS", 50)
+    monkeypatch.setattr(store_jobs, "LINE_BLOCK", 7)
+    settings = dict(SMALL, epochs=2, min_count=2, sample=1e-2, sg=sg, hs=hs, negative=negative, seed=4)
+    seen = {"text": [], "store": []}
+    text = Word2Vec(**settings)
+    text.build_vocab(corpus_file=texts / "c.txt")
+    text.train(corpus_file=texts / "c.txt", progress=lambda *a: seen["text"].append(a[:2]))
+    store = Word2Vec(**settings)
+    store.build_vocab(corpus_file=texts / mode)
+    store.train(corpus_file=texts / mode, progress=lambda *a: seen["store"].append(a[:2]))
+    assert store.vocab == text.vocab and "zebra" not in store.vocab and len(store.vocab) == 14
+    assert store.vocab.counts.tolist() == text.vocab.counts.tolist()
+    assert np.array_equal(store.w_in, text.w_in) and np.array_equal(store.w_out, text.w_out)
+    assert np.array_equal(store.w_hs, text.w_hs)
+    assert store.loss_history[-1]["loss"] == text.loss_history[-1]["loss"]
+    assert seen["store"] == seen["text"] and seen["store"][-1] == (2 * 3063, 2 * 3063)
+    assert store.loss_history[-1]["words"] == 3063
+
+
+def test_a_store_is_cut_into_the_jobs_of_its_text(texts, monkeypatch):
+    """Every job, at every job size and sentence length (a long line comes in pieces)."""
+    from rnnlab.text.corpus import Corpus
+    from rnnlab.text.store import TokenStore
+    from rnnlab.word2vec import store_jobs, train
+
+    model = Word2Vec(min_count=3, max_vocab_size=9)
+    model.build_vocab(corpus_file=texts / "c.txt")
+    for mode in ("stream", "sentence"):
+        store = TokenStore(texts / mode)
+        for max_sentence in (1, 7, 10_000):
+            for job_words in (1, 10, 333, 10**6):
+                monkeypatch.setattr(train, "JOB_WORDS", job_words)
+                sentences = Corpus(texts / "c.txt", max_sentence_length=max_sentence)
+                text = train._ArrayJobs(*model.encode(sentences))
+                disk = store_jobs.StoreJobs(store, model.vocab, job_words, max_sentence)
+                assert (disk.total, disk.raw) == (text.total, text.raw)
+                a, b = list(text), list(disk)
+                assert len(a) == len(b) <= -(-text.total // job_words)
+                for (ids, starts, s0, s1, p), (ids2, starts2, t0, t1, p2) in zip(a, b):
+                    assert p == p2
+                    assert np.array_equal(starts[s0:s1 + 1] - starts[s0], starts2[t0:t1 + 1] - starts2[t0])
+                    assert np.array_equal(ids[starts[s0]:starts[s1]], ids2[starts2[t0]:starts2[t1]])
+
+
+def test_a_store_is_read_in_blocks_never_whole(texts, monkeypatch):
+    from rnnlab.text.store import TokenStore
+    from rnnlab.word2vec import store_jobs
+
+    monkeypatch.setattr(store_jobs, "READ_TOKENS", 64)
+    reads = []
+    ids = TokenStore.ids
+
+    def recorded(self, start=0, stop=None, limit=None):
+        reads.append(stop - start)
+        return ids(self, start, stop, limit)
+
+    monkeypatch.setattr(TokenStore, "ids", recorded)
+    model = Word2Vec(corpus_file=texts / "stream", **{**SMALL, "epochs": 2})
+    assert max(reads) <= 64 and sum(reads) > 2 * 3063  # every word read, a block at a time
+    assert model.wv.similarity("cat", "dog") > model.wv.similarity("cat", "car")
+
+
+def test_a_model_goes_on_training_from_a_store_as_from_its_text(texts, tmp_path):
+    Word2Vec(topic_corpus(100), **SMALL).save(tmp_path / "model")
+    more = [["cat", "chases", "mouse"]] * 20 + topic_corpus(50)
+    write_corpus(tmp_path / "more.txt", more)
+    from rnnlab.text.store import prepare_store
+
+    prepare_store(tmp_path / "more.txt", tmp_path / "more", workers=1)
+    models = []
+    for corpus in (tmp_path / "more.txt", tmp_path / "more"):
+        model = Word2Vec.load(tmp_path / "model")
+        model.build_vocab(corpus_file=corpus, update=True)
+        model.train(corpus_file=corpus)
+        models.append(model)
+    text, store = models
+    assert store.vocab == text.vocab and "mouse" in store.vocab
+    assert store.vocab.counts[store.vocab["mouse"]] == 20
+    assert np.array_equal(store.w_in, text.w_in) and store.epochs_trained == 16
+
+
+def test_two_workers_train_from_a_store(texts):
+    model = Word2Vec(corpus_file=texts / "stream", seed=3, **{**SMALL, "workers": 2})
+    assert np.isfinite(model.w_in).all() and model.epochs_trained == 8
+    assert model.wv.similarity("cat", "dog") > model.wv.similarity("cat", "car")
+
+
+def test_cli_embeds_a_store_in_its_own_level_and_case(tmp_path, capsys):
+    write_corpus(tmp_path / "c.txt", [["The", "Cat", "sat"], ["the", "cat", "ran"]] * 5)
+    assert main(["prepare", str(tmp_path / "c.txt"), "--lower", "-o", str(tmp_path / "lower"),
+                 "--quiet"]) == 0
+    assert main(["embed", str(tmp_path / "lower"), "-o", str(tmp_path / "v.txt"), *EMBED_TINY]) == 0
+    assert sorted(WordVectors.load(tmp_path / "v.txt").index_to_key) == ["cat", "ran", "sat", "the"]
+    assert main(["embed", str(tmp_path / "lower"), "-o", str(tmp_path / "w.txt"), "--lower",
+                 "--level", "word", *EMBED_TINY]) == 0
+    assert capsys.readouterr().err == ""

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from rnnlab.errors import RnnlabError
 from rnnlab.fileio import atomic_write
+from rnnlab.outputs import cache_dir
 
 CHUNK = 1 << 16
 TIMEOUT_S = 30
@@ -143,14 +144,6 @@ def get_corpus(name: str) -> CorpusInfo:
     if name not in REGISTRY:
         raise RnnlabError(f"unknown corpus {name!r}; known: {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name]
-
-
-def cache_dir() -> Path:
-    """The user cache folder: $RNNLAB_CACHE, else $XDG_CACHE_HOME/rnnlab, else ~/.cache/rnnlab."""
-    if os.environ.get("RNNLAB_CACHE"):
-        return Path(os.environ["RNNLAB_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "rnnlab"
 
 
 def mirror_dir(data_dir: str | os.PathLike | None = None) -> Path | None:

@@ -7,6 +7,8 @@ emptied; a file never stands in for a folder or the other way round. `check_outp
 checks, and whether the place is writable at all, before any work starts, so a mistake costs
 seconds, not a training run.
 
+rnnlab's own downloads and token stores go under the user cache, `cache_dir()`.
+
 A writer holds an advisory lock (flock) while it works, so two processes never write one output
 at once. The kernel drops the lock when its process ends, however it ends, so a crashed run
 never leaves a stale lock behind.
@@ -186,8 +188,9 @@ def _lock_path(path: Path, kind: str) -> Path:
 
 
 @contextlib.contextmanager
-def output_lock(path: str | os.PathLike, kind: str = "file") -> Iterator[None]:
-    """Hold an exclusive lock on writing `path`; a second writer gets one RnnlabError line.
+def output_lock(path: str | os.PathLike, kind: str = "file", wait: bool = False) -> Iterator[None]:
+    """Hold an exclusive lock on writing `path`; a second writer gets one RnnlabError line, or
+    (`wait`) waits for the first to finish.
 
     The lock file records the holder's process id for that message. A lock file beside the
     output is removed on exit; a training run's stays in its folder unless it is all there is.
@@ -196,7 +199,7 @@ def output_lock(path: str | os.PathLike, kind: str = "file") -> Iterator[None]:
     lock = _lock_path(path, kind)
     made = not lock.parent.exists()
     lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = _acquire(lock, path)
+    fd = _acquire(lock, path, wait)
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
@@ -213,11 +216,11 @@ def output_lock(path: str | os.PathLike, kind: str = "file") -> Iterator[None]:
         os.close(fd)
 
 
-def _acquire(lock: Path, path: Path) -> int:
+def _acquire(lock: Path, path: Path, wait: bool = False) -> int:
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except OSError as e:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
             os.close(fd)
@@ -230,6 +233,14 @@ def _acquire(lock: Path, path: Path) -> int:
             if os.stat(lock).st_ino == os.fstat(fd).st_ino:
                 return fd
         os.close(fd)
+
+
+def cache_dir() -> Path:
+    """The user cache folder: $RNNLAB_CACHE, else $XDG_CACHE_HOME/rnnlab, else ~/.cache/rnnlab."""
+    if os.environ.get("RNNLAB_CACHE"):
+        return Path(os.environ["RNNLAB_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "rnnlab"
 
 
 def is_main_process() -> bool:

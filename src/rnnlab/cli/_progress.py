@@ -60,6 +60,29 @@ class DownloadBars:
             shown.close()
 
 
+class PrepareBars:
+    """A bar per pass for prepare_store's progress reports, in bytes of text."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled, self.shown, self.phase = enabled, None, None
+
+    def __call__(self, phase: str, done: int, total: int | None) -> None:
+        """Show `done` of `total` (None: unknown) for `phase` ("count" or "write")."""
+        if not self.enabled:
+            return
+        if phase != self.phase:
+            self.close()
+            desc = "counting" if phase == "count" else "writing"
+            self.shown, self.phase = bar(total, desc, unit="B", unit_scale=True, unit_divisor=1024), phase
+        self.shown.update((done if total is None else min(done, total)) - self.shown.n)
+
+    def close(self) -> None:
+        """Clear the bar shown last."""
+        if self.shown is not None:
+            self.shown.close()
+            self.shown = None
+
+
 def word2vec_bar(enabled: bool = True):
     """A progress callback for Word2Vec.train that draws a bar (words/s, lr, loss, ETA)."""
     shown = None

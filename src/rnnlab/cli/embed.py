@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
 
 from rnnlab.cli._options import (
@@ -14,10 +15,15 @@ from rnnlab.cli._options import (
     check_at_least,
 )
 from rnnlab.cli._progress import DownloadBars, word2vec_bar
+from rnnlab.cli._store import add_store_option, text_store
 from rnnlab.datasets import file_or_corpus
+from rnnlab.errors import RnnlabError
 from rnnlab.outputs import check_output, output_lock
 from rnnlab.text.corpus import Corpus
+from rnnlab.text.pipeline import TextPipeline
+from rnnlab.text.store import TokenStore, is_store
 from rnnlab.word2vec.formats import format_for
+from rnnlab.word2vec.store_jobs import WORD_LEVELS, open_word_store
 from rnnlab.word2vec.train import Word2Vec
 
 EPILOG = """\
@@ -25,11 +31,18 @@ examples:
   rnnlab embed wiki.txt.gz -o vectors.bin                  skip-gram, 100-d, word2vec binary
   rnnlab embed a.txt b.txt -o model --embed-size 300 --cbow the lecture's 300-d, CBOW, model folder
   rnnlab embed more.txt -o model2 --init model             go on training a model folder
+  rnnlab prepare wiki.txt -o wiki-store && rnnlab embed wiki-store -o vectors.bin
+                                                           from a token store, read from disk
 
 One JSON line per epoch goes to stdout ({"epoch", "loss", "alpha", "words", "seconds",
 "words_per_s"}; none with --quiet); the progress bar goes to stderr (none with --no-progress
 or --quiet). A .bin or .txt output holds the input
 vectors only; a folder also keeps the output weights, counts and settings to train further.
+
+A token store (`rnnlab prepare`, --mode stream or sentence) is read from disk job by job, in
+memory that does not grow with the corpus; each of its lines is a sentence, and its level and
+case are used unless --level or --lower say otherwise (a store that does not fit is refused).
+With one thread and a seed it gives the same vectors as its text.
 """
 
 # Model settings: the flag, Word2Vec's name, and word2vec.c's / gensim's default.
@@ -60,23 +73,59 @@ def run(args: argparse.Namespace) -> None:
         train_and_save(args, out_format)
 
 
+def read_corpus(args: argparse.Namespace) -> dict:
+    """The corpus as Word2Vec takes it: {"corpus_file": a token store} (given, or cached for
+    large text) or {"sentences": a Corpus of the text files}."""
+    if any(is_store(c) for c in args.corpus):
+        if len(args.corpus) > 1:
+            raise RnnlabError("a token store is read alone: give it without other corpora")
+        return {"corpus_file": fitting_store(args.corpus[0], args.level, args.lower)}
+    level, lower = args.level or "word", bool(args.lower)
+    downloads = DownloadBars(args.progress and not args.quiet)
+    paths = [file_or_corpus(c, "train", args.data_dir, downloads) for c in args.corpus]
+    # Markers do not matter to word2vec, nor case to pre-segmented text: train's store serves.
+    pipeline = TextPipeline(level, "stream", lower and level != "segmented")
+    store = text_store(paths, pipeline, args.encoding, args.errors, args)
+    if store is not None:
+        return {"corpus_file": store}
+    return {"sentences": Corpus(paths, level=level, lower=lower, encoding=args.encoding,
+                                errors=args.errors)}
+
+
+def fitting_store(path: str, level: str | None, lower: bool | None) -> TokenStore:
+    """The store at `path`, opened, when its words are those --level and --lower ask for (the
+    store's own unless given); else one line naming the difference and the store that fits."""
+    store = TokenStore(path, verify=False)  # its settings, before its files are read through
+    have = store.pipeline
+    level = level or (have.level if have.level in WORD_LEVELS else "word")
+    if have.level == level and (have.lower or not lower or level == "segmented"):
+        return open_word_store(path)
+    sources = " ".join(shlex.quote(s["path"]) for s in store.config["sources"])
+    wanted = _flags(level, bool(lower))
+    raise RnnlabError(f"{path}: a store prepared with {_flags(have.level, have.lower)}, not "
+                      f"{wanted} as asked; prepare one that fits: rnnlab prepare {sources} "
+                      f"{wanted} -o STORE")
+
+
+def _flags(level: str, lower: bool) -> str:
+    return f"--level {level}" + (" --lower" if lower and level != "segmented" else "")
+
+
 def train_and_save(args: argparse.Namespace, out_format: str) -> None:
     """Train (or continue) the vectors and write them in `out_format`."""
-    downloads = DownloadBars(args.progress and not args.quiet)
-    corpus = Corpus([file_or_corpus(c, "train", args.data_dir, downloads) for c in args.corpus],
-                    level=args.level, lower=args.lower, encoding=args.encoding, errors=args.errors)
     if args.init is not None:
         model = Word2Vec.load(args.init)
         for flag in ("epochs", "alpha", "min_alpha", "workers", "seed"):
             if getattr(args, flag) is not None:
                 setattr(model, flag, getattr(args, flag))
-        model.build_vocab(corpus, update=True)
     else:
         settings = {name: getattr(args, name) for _, name, _, default, _ in SETTINGS}
         settings = {k: v for k, v in settings.items() if v is not None}
         model = Word2Vec(**settings, hs=args.hs, sg=not args.cbow)
-        model.build_vocab(corpus)
-    model.train(corpus, progress=word2vec_bar(args.progress and not args.quiet),
+    # The settings checked first: a wrong one costs seconds, not a store built for nothing.
+    corpus = read_corpus(args)
+    model.build_vocab(**corpus, update=args.init is not None)
+    model.train(**corpus, progress=word2vec_bar(args.progress and not args.quiet),
                 on_epoch=None if args.quiet else lambda r: print(json.dumps(r), flush=True))
     if out_format == "native":
         model.save(args.output)
@@ -101,7 +150,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("corpus", nargs="+", metavar="CORPUS",
                    help="text files, plain or .gz, or the name of a known corpus (`rnnlab data "
-                        "list`: its training split, from $RNNLAB_DATA, the cache or the web)")
+                        "list`: its training split, from $RNNLAB_DATA, the cache or the web), "
+                        "or one token store (`rnnlab prepare`)")
     p.add_argument("-o", "--output", required=True, metavar="VECTORS",
                    help="output: .bin (word2vec binary), .txt (word2vec text) or a model folder")
     for flag, name, kind, default, text in SETTINGS:
@@ -112,12 +162,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cbow", action="store_true", help="CBOW instead of skip-gram")
     p.add_argument("--hs", action="store_true",
                    help="hierarchical softmax (with --negative 0 alone, else with negative sampling)")
-    p.add_argument("--level", choices=("word", "segmented", "jieba"), default="word",
-                   help="word: split at whitespace (default); segmented: pre-segmented text (e.g. "
-                   "Chinese split by spaces) taken exactly, --lower ignored; jieba: raw Chinese "
-                   "cut into words by jieba (pip install 'rnnlab[chinese]')")
-    p.add_argument("--lower", action="store_true", help="lowercase the text")
+    p.add_argument("--level", choices=WORD_LEVELS, default=None,
+                   help="word: split at whitespace (default; a store's level); segmented: "
+                   "pre-segmented text (e.g. Chinese split by spaces) taken exactly, --lower "
+                   "ignored; jieba: raw Chinese cut into words by jieba (pip install "
+                   "'rnnlab[chinese]')")
+    p.add_argument("--lower", action="store_true", default=None,
+                   help="lowercase the text (default: not; a store's case)")
     add_encoding_options(p)
+    add_store_option(p)
     add_data_dir(p)
     p.add_argument("--init", metavar="MODEL", default=None,
                    help="continue training this model folder with its settings (only --epochs, --alpha, "

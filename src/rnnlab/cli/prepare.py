@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rnnlab.cli._options import add_encoding_options, add_overwrite, add_progress_options, check_at_least
-from rnnlab.cli._progress import bar
+from rnnlab.cli._progress import PrepareBars
 from rnnlab.text.pipeline import MODES, TextPipeline
 from rnnlab.text.tokenize import LEVELS
 
@@ -17,7 +17,9 @@ SHA-256 of every file), vocab.json (the whole vocabulary with counts, by count, 
 of first occurrence), ids.bin and offsets.bin. The store is written whole or not at all, does
 not need the text any more, and is refused in one line when a file is missing or damaged.
 The vocabulary is kept whole: --min-count and --max-vocab are applied when the store is read.
-`rnnlab train STORE` trains from it (stream mode), reading it from disk block by block.
+`rnnlab train STORE` trains from it (stream mode) and `rnnlab embed STORE` learns word vectors
+from it (a store of words), reading it from disk block by block. `train` and `embed` also make
+stores by themselves, in the cache, for text over 256 MB (their --store).
 
 examples:
   rnnlab prepare wiki.train.txt -o wiki-store
@@ -48,29 +50,6 @@ def register(subparsers) -> None:
                    help="processes that tokenize (default: every core this process may use)")
     add_progress_options(p, "summary line")
     p.set_defaults(func=run)
-
-
-class PrepareBars:
-    """A bar per pass for prepare_store's progress reports, in bytes of text."""
-
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled, self.shown, self.phase = enabled, None, None
-
-    def __call__(self, phase: str, done: int, total: int | None) -> None:
-        """Show `done` of `total` (None: unknown) for `phase` ("count" or "write")."""
-        if not self.enabled:
-            return
-        if phase != self.phase:
-            self.close()
-            desc = "counting" if phase == "count" else "writing"
-            self.shown, self.phase = bar(total, desc, unit="B", unit_scale=True, unit_divisor=1024), phase
-        self.shown.update((done if total is None else min(done, total)) - self.shown.n)
-
-    def close(self) -> None:
-        """Clear the bar shown last."""
-        if self.shown is not None:
-            self.shown.close()
-            self.shown = None
 
 
 def run(args: argparse.Namespace) -> None:

@@ -10,10 +10,19 @@ from pathlib import Path
 from rnnlab.cells import CELL_TYPES
 from rnnlab.cli._options import ERROR_HANDLERS, ERRORS_HELP, THREADS_HELP, add_overwrite, check_at_least
 from rnnlab.cli._progress import DownloadBars, TrainingReport
+from rnnlab.cli._store import add_store_option, text_store
 from rnnlab.device import DEVICE_HELP, PRECISIONS
 from rnnlab.errors import RnnlabError
-from rnnlab.lm.settings import DEFAULT_HIDDEN, LOSSES, OPTIMIZERS, RECIPES, SCHEDULES, TrainSettings
-from rnnlab.text.pipeline import MODES
+from rnnlab.lm.settings import (
+    DEFAULT_HIDDEN,
+    LOSSES,
+    OPTIMIZERS,
+    RECIPES,
+    SCHEDULES,
+    TrainSettings,
+    with_recipe,
+)
+from rnnlab.text.pipeline import MODES, TextPipeline
 from rnnlab.text.tokenize import LEVELS
 
 D = TrainSettings()
@@ -40,6 +49,11 @@ examples:
   torchrun --nproc_per_node=4 -m rnnlab train --corpus ptb -o ptb-small   # 4 processes, 4 GPUs
   rnnlab train --corpus ptb --recipe awd --hidden-size 400 --epochs 40 --finetune 10 -o ptb-awd
   rnnlab train --corpus ptb --recipe awd --batch-size 20 --no-asgd -o ptb-awd-sgd
+
+Text files over 256 MB are read through a token store (as `rnnlab prepare` makes) that is
+built once in the cache and reused while the file is unchanged; --store always / never
+decide otherwise. A store trains in stream mode without --split or --variable-bptt; --resume
+goes on from what the run started with.
 
 Under torchrun each process takes an equal share of every batch (--batch-size is the whole
 batch, so it must divide by the number of processes), gradients are averaged, and only rank 0
@@ -114,6 +128,7 @@ def register(subparsers) -> None:
     # No defaults here: a resumed run keeps the encoding it was started with.
     g.add_argument("--encoding", help=f"text encoding of the files ({D.encoding})")
     g.add_argument("--errors", choices=ERROR_HANDLERS, help=ERRORS_HELP)
+    add_store_option(g)
 
     g = p.add_argument_group("model")
     g.add_argument("--cell", choices=CELL_TYPES, help=f"recurrent cell ({D.cell})")
@@ -220,6 +235,17 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def auto_store(args: argparse.Namespace, s: TrainSettings) -> str:
+    """The training text, or the cached token store to read it through (see --store)."""
+    unfit = ("a token store trains in stream mode only" if s.mode != "stream" else
+             "a token store cannot be split; give --valid and --test files instead of --split"
+             if s.split else "a token store trains with a fixed --bptt, not --variable-bptt"
+             if s.variable_bptt else None)
+    store = text_store([args.train], TextPipeline(s.level, s.mode, s.lower), s.encoding,
+                       s.errors, args, unfit)
+    return args.train if store is None else str(store.path)
+
+
 def run(args: argparse.Namespace) -> int:
     """Train, print a summary line; exit 130 after Ctrl-C (checkpoint saved)."""
     from rnnlab.lm.train import train_language_model
@@ -249,12 +275,15 @@ def run(args: argparse.Namespace) -> int:
             setattr(args, key, getattr(args, key, value))
     settings = {k: v for k, v in vars(args).items()
                 if k not in ("command", "func", "train", "output", "resume", "corpus", "data_dir",
-                             "overwrite", "allow_changed_data", "progress", "quiet")}
+                             "overwrite", "allow_changed_data", "progress", "quiet", "store")}
     if settings.get("init_range") == 0:
         settings["init_range"] = None
     if "checkpoint_every" in settings:
         unit, amount = settings.pop("checkpoint_every")
         settings["checkpoint_minutes" if unit == "minutes" else "checkpoint_every"] = amount
+    if args.train and not args.resume and not is_store(args.train):
+        # The settings checked first: a wrong one costs seconds, not a store built for nothing.
+        args.train = auto_store(args, TrainSettings(**with_recipe(settings)))
     result = train_language_model(args.train, args.output, resume=args.resume,
                                   overwrite=args.overwrite,
                                   allow_changed_data=args.allow_changed_data,

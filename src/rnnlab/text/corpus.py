@@ -31,6 +31,7 @@ from rnnlab.text.tokenize import UNSPACED_LEVELS, get_tokenizer
 
 CHUNK_BYTES = 1 << 18
 MAX_PIECE_CHARS = 1 << 16
+MAX_SENTENCE_LENGTH = 10000  # word2vec.c's MAX_SENTENCE_LENGTH: longer lines come in pieces
 
 PathLike = str | os.PathLike
 
@@ -216,7 +217,7 @@ class Corpus:
         split_punct: bool = False,
         encoding: str = "utf-8",
         errors: str = "strict",
-        max_sentence_length: int = 10000,
+        max_sentence_length: int = MAX_SENTENCE_LENGTH,
         by_line: bool = True,
     ) -> None:
         if isinstance(paths, (str, os.PathLike)):

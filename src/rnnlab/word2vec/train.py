@@ -13,6 +13,10 @@ Recipe, as word2vec.c: frequent words are dropped at random (keep probability
 epochs, and worker threads update the shared matrices without locks. With one worker and a fixed seed
 the vectors are bit-identical from run to run. The compiled loop is in `engine.py`.
 
+The corpus: sentences (lists of words), text files (`Corpus`: one sentence a line), or a
+token store (`rnnlab prepare`), whose vocabulary comes from its counts and whose words are
+read from disk job by job (store_jobs.py), for corpora bigger than memory.
+
 Model folder (`save` / `load`): `vectors.safetensors` with tensors "input" (the word
 vectors) and "output" (the negative-sampling output matrix, or the hierarchical-softmax one
 when negative = 0; "output_hs" holds the latter when both are on), `vocab.json` (words and
@@ -27,8 +31,8 @@ import numbers
 import os
 import time
 from array import array
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, as_completed, wait
 from pathlib import Path
 
 import numpy as np
@@ -39,19 +43,23 @@ from rnnlab.fileio import atomic_dir, atomic_write
 from rnnlab.formats import check_format
 from rnnlab.memory import check_fits
 from rnnlab.text.corpus import Corpus
+from rnnlab.text.store import TokenStore, is_store
 from rnnlab.text.vocab import Vocabulary
 from rnnlab.word2vec import engine
 from rnnlab.word2vec.formats import NATIVE_VECTORS, NATIVE_VOCAB
 from rnnlab.word2vec.huffman import huffman_codes
+from rnnlab.word2vec.store_jobs import Job, StoreJobs, open_word_store, store_words
 from rnnlab.word2vec.vectors import WordVectors
 
 FORMAT, VERSION = "rnnlab-word2vec", 1
 CONFIG = "config.json"
 JOB_WORDS = 10_000  # words per compiled call: long enough to hide Python, short for the bar
+IN_FLIGHT = 2  # jobs queued per worker thread: enough to keep it busy, few to bound memory
 SETTINGS = ("vector_size", "window", "negative", "hs", "sg", "min_count", "max_vocab_size",
             "sample", "epochs", "alpha", "min_alpha", "workers", "seed")
 
 Sentences = Iterable[Sequence[str]]
+CorpusFile = str | os.PathLike | Sequence[str | os.PathLike] | TokenStore
 
 
 def keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:
@@ -94,8 +102,12 @@ def alias_probabilities(prob: np.ndarray, alias: np.ndarray) -> np.ndarray:
     return p
 
 
-def count_words(sentences: Sentences, min_count: int, max_size: int | None = None) -> Vocabulary:
-    """Words seen min_count times, most frequent first, with their counts (no special tokens)."""
+def count_words(sentences: Sentences | TokenStore, min_count: int,
+                max_size: int | None = None) -> Vocabulary:
+    """Words seen min_count times, most frequent first, with their counts (no special tokens);
+    a store's from its counts."""
+    if isinstance(sentences, TokenStore):
+        return store_words(sentences, min_count, max_size)
     return Vocabulary.build(_checked(sentences), min_count, max_size, specials=())
 
 
@@ -103,14 +115,15 @@ class Word2Vec:
     """Skip-gram / CBOW word vectors with negative sampling or hierarchical softmax.
 
     `Word2Vec(sentences)` (lists of tokens, re-iterable) or `Word2Vec(corpus_file=paths)`
-    builds the vocabulary and trains at once; without either, call `build_vocab` and
-    `train` yourself. `.wv` holds the vectors (rnnlab.word2vec.WordVectors).
+    (text files, or a token store: its folder or a TokenStore) builds the vocabulary and
+    trains at once; without either, call `build_vocab` and `train` yourself. `.wv` holds the
+    vectors (rnnlab.word2vec.WordVectors).
     """
 
     def __init__(
         self,
         sentences: Sentences | None = None,
-        corpus_file: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        corpus_file: CorpusFile | None = None,
         vector_size: int = 100,
         window: int = 5,
         negative: int = 5,
@@ -177,8 +190,8 @@ class Word2Vec:
 
     def build_vocab(
         self,
-        sentences: Sentences | None = None,
-        corpus_file: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        sentences: Sentences | TokenStore | None = None,
+        corpus_file: CorpusFile | None = None,
         update: bool = False,
     ) -> None:
         """Count the corpus; keep words seen min_count times. `update` adds new words to a model."""
@@ -229,8 +242,7 @@ class Word2Vec:
 
     def encode(self, sentences: Sentences) -> tuple[np.ndarray, np.ndarray, int]:
         """The corpus as one int32 array of known words' ids, sentence starts and the raw word count."""
-        if self.vocab is None:
-            raise RnnlabError("no vocabulary: call build_vocab before train")
+        self._need_vocab()
         stoi = self.vocab.stoi
         ids, starts, raw = array("i"), array("q", [0]), 0
         for sentence in _checked(sentences):
@@ -240,19 +252,24 @@ class Word2Vec:
                 starts.append(len(ids))
         return np.frombuffer(ids, np.int32), np.frombuffer(starts, np.int64), raw
 
+    def _need_vocab(self) -> None:
+        if self.vocab is None:
+            raise RnnlabError("no vocabulary: call build_vocab before train")
+
     # -- training --------------------------------------------------------------------------
 
     def train(
         self,
-        sentences: Sentences | None = None,
-        corpus_file: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        sentences: Sentences | TokenStore | None = None,
+        corpus_file: CorpusFile | None = None,
         epochs: int | None = None,
         progress: Callable[[int, int, dict], None] | None = None,
         on_epoch: Callable[[dict], None] | None = None,
     ) -> dict:
         """Train on a corpus for `epochs` (default self.epochs); returns totals of the run.
 
-        Unknown words are skipped (build_vocab(update=True) adds them first). `progress` is
+        Unknown words are skipped (build_vocab(update=True) adds them first); a token store's
+        words are read from disk every epoch, never held whole. `progress` is
         called as jobs finish with (words done, words in all, {"lr", "loss"}) of the whole
         run, for a progress bar; `on_epoch` gets each epoch's
         record {"epoch", "loss" (per example), "examples" (skip-gram: (centre, context) pairs;
@@ -261,11 +278,16 @@ class Word2Vec:
         epochs = self.epochs if epochs is None else epochs
         if epochs < 1:
             raise RnnlabError(f"epochs must be at least 1, got {epochs}")
-        ids, starts, raw = self.encode(_corpus(sentences, corpus_file, once=True))
-        if len(ids) == 0:
+        self._need_vocab()
+        corpus = _corpus(sentences, corpus_file, once=True)
+        if isinstance(corpus, TokenStore):
+            jobs = StoreJobs(corpus, self.vocab, JOB_WORDS)
+        else:
+            jobs = _ArrayJobs(*self.encode(corpus))
+        if jobs.total == 0:
             raise RnnlabError("the corpus has no word of the vocabulary")
         pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
-        run = _Run(self, ids, starts, raw, epochs, pool, progress)
+        run = _Run(self, jobs, epochs, pool, progress)
         start_time = time.perf_counter()
         try:
             for e in range(epochs):
@@ -278,8 +300,9 @@ class Word2Vec:
                 pool.shutdown(cancel_futures=True)
             self._wv = None
         seconds = time.perf_counter() - start_time
-        return {"words": epochs * raw, "seconds": seconds,
-                "words_per_s": epochs * raw / max(seconds, 1e-9), "loss": self.loss_history[-1]["loss"]}
+        return {"words": epochs * jobs.raw, "seconds": seconds,
+                "words_per_s": epochs * jobs.raw / max(seconds, 1e-9),
+                "loss": self.loss_history[-1]["loss"]}
 
     def _alpha_at(self, progress: float) -> float:
         """The linearly decaying learning rate at `progress` (0..1) through this run."""
@@ -382,44 +405,70 @@ class Word2Vec:
         return model
 
 
-class _Run:
-    """One call of `train`: the encoded corpus cut into jobs, run epoch by epoch."""
+class _ArrayJobs:
+    """An encoded corpus in memory, cut into jobs at the first sentence start past every
+    JOB_WORDS words (store_jobs.StoreJobs cuts a store's words the same way)."""
 
-    def __init__(self, model: Word2Vec, ids: np.ndarray, starts: np.ndarray, raw: int, epochs: int,
-                 pool: ThreadPoolExecutor | None,
-                 progress: Callable[[int, int, dict], None] | None) -> None:
-        self.model, self.ids, self.starts, self.raw, self.epochs = model, ids, starts, raw, epochs
-        self.pool, self.progress = pool, progress
-        self.tables = model._tables()
-        self.total = len(ids)
+    def __init__(self, ids: np.ndarray, starts: np.ndarray, raw: int) -> None:
+        self.ids, self.starts, self.raw, self.total = ids, starts, raw, len(ids)
         S = len(starts) - 1
         edges = np.unique(np.r_[np.searchsorted(starts[:-1], np.arange(0, self.total, JOB_WORDS)), S])
-        self.jobs = list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+        self.edges = list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+
+    def __iter__(self) -> Iterator[Job]:
+        """Every job: (ids, starts, first sentence, end sentence, position of its first word)."""
+        for s0, s1 in self.edges:
+            yield self.ids, self.starts, s0, s1, int(self.starts[s0])
+
+
+class _Run:
+    """One call of `train`: the corpus's jobs, run epoch by epoch."""
+
+    def __init__(self, model: Word2Vec, jobs: _ArrayJobs | StoreJobs, epochs: int,
+                 pool: ThreadPoolExecutor | None,
+                 progress: Callable[[int, int, dict], None] | None) -> None:
+        self.model, self.jobs, self.epochs = model, jobs, epochs
+        self.total, self.raw = jobs.total, jobs.raw
+        self.pool, self.progress = pool, progress
+        self.tables = model._tables()
+        # A job starts at most once per JOB_WORDS words: a seed for each, drawn up front.
+        self.max_jobs = -(-self.total // JOB_WORDS)
 
     def alpha(self, e: int, position: int) -> float:
         """The learning rate at word `position` of epoch e."""
         return self.model._alpha_at((e * self.total + position) / (self.epochs * self.total))
 
-    def job(self, e: int, j: int, seed: int) -> tuple[float, int, int]:
-        """Train on job j of epoch e; returns (loss sum, examples, words)."""
-        m, (s0, s1) = self.model, self.jobs[j]
-        p0, p1 = int(self.starts[s0]), int(self.starts[s1])
+    def job(self, e: int, job: Job, seed: int) -> tuple[float, int, int]:
+        """Train on one job of epoch e; returns (loss sum, examples, words)."""
+        m, (ids, starts, s0, s1, p0) = self.model, job
+        p1 = p0 + int(starts[s1] - starts[s0])
         loss, n = engine.train_chunk(
-            m.w_in, m.w_out, m.w_hs, self.ids, self.starts, s0, s1, *self.tables,
+            m.w_in, m.w_out, m.w_hs, ids, starts, s0, s1, *self.tables,
             m.sg, m.negative, m.hs, m.window, self.alpha(e, p0), self.alpha(e, p1), seed)
         return loss, n, p1 - p0
 
-    def epoch(self, e: int) -> dict:
-        """Run every job of epoch e (in order with one worker) and return its record."""
-        m, start = self.model, time.perf_counter()
-        seeds = np.random.SeedSequence([m.seed, m.epochs_trained]).generate_state(len(self.jobs), np.uint64)
-        args = [(e, j, int(seeds[j] >> 1)) for j in range(len(self.jobs))]
+    def results(self, e: int) -> Iterator[tuple[float, int, int]]:
+        """Every job's result in epoch e: in order with one worker, else as the threads finish,
+        with at most IN_FLIGHT jobs a thread queued."""
+        m = self.model
+        seeds = np.random.SeedSequence([m.seed, m.epochs_trained]).generate_state(self.max_jobs, np.uint64)
+        args = ((e, job, int(seeds[j] >> 1)) for j, job in enumerate(self.jobs))
         if self.pool is None:
-            results = (self.job(*a) for a in args)
-        else:
-            results = (f.result() for f in as_completed([self.pool.submit(self.job, *a) for a in args]))
+            yield from (self.job(*a) for a in args)
+            return
+        pending = set()
+        for a in args:
+            pending.add(self.pool.submit(self.job, *a))
+            if len(pending) >= IN_FLIGHT * m.workers:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (f.result() for f in done)
+        yield from (f.result() for f in as_completed(pending))
+
+    def epoch(self, e: int) -> dict:
+        """Run every job of epoch e and return its record."""
+        m, start = self.model, time.perf_counter()
         loss_sum, examples, done = 0.0, 0, 0
-        for loss, n, words in results:
+        for loss, n, words in self.results(e):
             loss_sum, examples, done = loss_sum + loss, examples + n, done + words
             if self.progress:  # in raw words, so that an epoch adds up exactly
                 self.progress(e * self.raw + round(done * self.raw / self.total),
@@ -443,11 +492,16 @@ def _check_type(name: str, value: object, kind: type) -> None:
         raise RnnlabError(f"{name} must be {description}, got {value!r}")
 
 
-def _corpus(sentences: Sentences | None, corpus_file, once: bool = False) -> Sentences:
-    """Exactly one of sentences or corpus file path(s); re-iterable unless read `once`."""
+def _corpus(sentences: Sentences | TokenStore | None, corpus_file: CorpusFile | None,
+            once: bool = False) -> Sentences | TokenStore:
+    """Exactly one of sentences or corpus file path(s) (or a store); re-iterable unless read `once`."""
     if (sentences is None) == (corpus_file is None):
         raise RnnlabError("give either sentences or corpus_file")
+    if isinstance(corpus_file, TokenStore) or isinstance(sentences, TokenStore):
+        return corpus_file if corpus_file is not None else sentences  # opened already
     if corpus_file is not None:
+        if isinstance(corpus_file, (str, os.PathLike)) and is_store(corpus_file):
+            return open_word_store(corpus_file)
         return Corpus(corpus_file)
     if not once and iter(sentences) is sentences:
         raise RnnlabError("sentences must be re-iterable (a list or a Corpus), not an iterator")
