@@ -83,7 +83,8 @@ def test_adapting_lowers_the_loss_of_a_repetitive_text_and_leaves_the_model_alon
     assert all(torch.equal(v, lm.model.state_dict()[k]) for k, v in weights.items())
     assert lm.model.decoder.weight is lm.model.embedding.weight  # the tie is kept too
     assert (tmp_path / "m" / "model.safetensors").read_bytes() == on_disk
-    assert lm.evaluate(lines, batch_size=1)["loss"] == pytest.approx(r["loss"], rel=1e-12)
+    # The static loss is plain evaluation's, to float32 sums in another order.
+    assert lm.evaluate(lines, batch_size=1)["loss"] == pytest.approx(r["loss"], rel=1e-6)
 
 
 def segment_grads(model, x, y) -> list[torch.Tensor]:

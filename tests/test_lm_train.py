@@ -11,7 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from rnnlab import device as device_module
 from rnnlab.cli import main
+from rnnlab.device import bf16_on_cpu
 from rnnlab.errors import RnnlabError
 from rnnlab.lm import LM
 from rnnlab.lm import train as train_module
@@ -321,6 +323,7 @@ def test_checkpoint_every_takes_steps_or_minutes(tmp_path, corpus, monkeypatch, 
     assert "give steps (500) or minutes (10m)" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(not bf16_on_cpu(), reason="this CPU has no bfloat16 kernels")
 def test_bf16_autocast_trains_on_cpu_with_a_float32_loss(tmp_path, corpus, monkeypatch):
     seen = []
     real = trainer_module.sequence_loss
@@ -335,6 +338,14 @@ def test_bf16_autocast_trains_on_cpu_with_a_float32_loss(tmp_path, corpus, monke
     assert seen and set(seen) == {torch.float32}
     with pytest.raises(RnnlabError, match="precision must be one of"):
         train_language_model(corpus, None, precision="fp8", **TINY)
+
+
+def test_bf16_on_a_cpu_without_it_is_one_line(tmp_path, corpus, capsys, monkeypatch):
+    monkeypatch.setattr(device_module, "bf16_on_cpu", lambda: False)
+    assert main(["train", str(corpus), "--precision", "bf16", "-o", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "no bfloat16 instructions" in err and err.count("\n") == 1
+    assert not (tmp_path / "m" / "metrics.jsonl").exists()
 
 
 def test_a_device_that_is_not_there_is_one_line(tmp_path, corpus, capsys):

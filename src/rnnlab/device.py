@@ -53,6 +53,18 @@ def _index(name: str) -> int:
     return index
 
 
+def bf16_on_cpu() -> bool:
+    """Whether this CPU runs bfloat16 kernels (oneDNN's LSTM has none without AVX-512)."""
+    return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def check_precision(device: torch.device, precision: str) -> None:
+    """Refuse, before any work, a precision the device cannot run."""
+    if precision == "bf16" and device.type == "cpu" and not bf16_on_cpu():
+        raise RnnlabError("--precision bf16: this CPU has no bfloat16 instructions (AVX-512); "
+                          "use --precision fp32")
+
+
 def autocast(device: torch.device, precision: str):
     """The autocast context for a precision: bf16 runs the matrix products in bfloat16."""
     if precision not in PRECISIONS:

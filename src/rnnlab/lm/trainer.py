@@ -36,7 +36,7 @@ from safetensors.torch import load_model as st_load_model
 from torch import Tensor
 
 from rnnlab.cells import map_state, state_parts
-from rnnlab.device import autocast, resolve_device
+from rnnlab.device import autocast, check_precision, resolve_device
 from rnnlab.errors import RnnlabError
 from rnnlab.lm import checkpoint, distributed, evaluation
 from rnnlab.lm.averaging import WeightAverage, nt_asgd_trigger
@@ -530,6 +530,7 @@ class Trainer:
     def run(self) -> tuple[str, dict | None]:
         """Train and test: (how it stopped, the test metrics or None)."""
         self.device = resolve_device(self.s.device)
+        check_precision(self.device, self.s.precision)
         self.group = distributed.join(self.device)
         self.files = RunFolder(self.out, self.group.main, recipe_record(self.s))
         try:
