@@ -333,6 +333,23 @@ def test_train_schedule_settings_that_cannot_work(capsys, data, out, argv, needl
                         "--max-steps", "1", *argv], needle)
 
 
+@pytest.mark.parametrize("argv, needle", [
+    (["--cutoffs", "5"], "cutoffs and tail_shrink need the adaptive decoder"),
+    (["--tail-shrink", "2", "--no-tie"], "need the adaptive decoder"),
+    (["--decoder", "adaptive", "--cutoffs", "0", "3"], "cutoffs must be increasing whole numbers"),
+    (["--decoder", "adaptive", "--cutoffs", "4", "4"], "cutoffs must be increasing"),
+    (["--decoder", "adaptive", "--cutoffs", "5", "2"], "cutoffs must be increasing"),
+    # good.txt has 9 tokens: the 7 words, <unk> and </s>
+    (["--decoder", "adaptive", "--cutoffs", "3", "9"], "cutoffs must be below the vocabulary size 9"),
+    (["--decoder", "adaptive", "--tail-shrink", "2"], "tail_shrink applies to untied weights only"),
+    (["--decoder", "adaptive", "--no-tie", "--tail-shrink", "0.5"], "tail_shrink must be a number "
+                                                                   "of at least 1, got 0.5"),
+])
+def test_adaptive_decoder_settings_that_cannot_work(capsys, data, out, argv, needle):
+    user_error(capsys, ["train", data / "good.txt", "-o", out / "run", "--no-progress",
+                        "--max-steps", "1", *argv], needle)
+
+
 def test_absurd_vector_size_refused_before_allocating(capsys, data, out):
     # A thousand words x 10^9 dimensions is terabytes: refused from arithmetic, not by malloc.
     corpus = out.parent / f"{out.name}-words.txt"
@@ -483,6 +500,17 @@ LM_CASES = {
     "mode a number": (edit_json("config.json", lambda c: c.__setitem__("mode", 3)), "mode"),
     "lower a string": (edit_json("config.json", lambda c: c.__setitem__("lower", "yes")), "lower"),
     "tie_weights a string": (model_setting("tie_weights", "no"), "tie_weights"),
+    "unknown decoder": (model_setting("decoder", "tree"), "'decoder' must be one of full, adaptive"),
+    "adaptive without cutoffs": (model_setting("decoder", "adaptive"), "'cutoffs'"),
+    "cutoffs of a full decoder": (model_setting("cutoffs", [3]), "'cutoffs'"),
+    "cutoffs past the vocabulary": (edit_json("config.json", lambda c: c["model"].update(
+        decoder="adaptive", cutoffs=[3, 7])), "cutoffs must be below the vocabulary size 7"),
+    "cutoffs a string": (edit_json("config.json", lambda c: c["model"].update(
+        decoder="adaptive", cutoffs="3")), "cutoffs must be increasing whole numbers"),
+    "tail shrink below 1": (edit_json("config.json", lambda c: c["model"].update(
+        decoder="adaptive", cutoffs=[3], tail_shrink=0)), "tail_shrink"),
+    "adaptive config, full weights": (edit_json("config.json", lambda c: c["model"].update(
+        decoder="adaptive", cutoffs=[3])), "does not match config.json"),
 }
 
 

@@ -17,15 +17,19 @@ VOCAB = Vocabulary(["<unk>", "</s>", "a", "b", "c", "d"], specials=("<unk>", "</
 CONFIG = {"level": "word", "mode": "stream", "lower": False}
 
 
-def make(tie=True, cell="lstm", hidden=8):
+def make(tie=True, cell="lstm", hidden=8, **decoder):
     torch.manual_seed(3)
-    return LanguageModel(len(VOCAB), 6, hidden, 2, cell, tie_weights=tie)
+    return LanguageModel(len(VOCAB), 6, hidden, 2, cell, tie_weights=tie, **decoder)
 
 
-@pytest.mark.parametrize("tie,cell,hidden", [(True, "lstm", 6), (True, "gru", 8),
-                                             (False, "peephole", 8)])
-def test_round_trip_gives_the_same_model(tmp_path, tie, cell, hidden):
-    m = make(tie, cell, hidden)
+ADAPTIVE = dict(decoder="adaptive", cutoffs=[2, 4])
+
+
+@pytest.mark.parametrize("tie,cell,hidden,decoder", [
+    (True, "lstm", 6, {}), (True, "gru", 8, {}), (False, "peephole", 8, {}),
+    (True, "lstm", 8, ADAPTIVE), (False, "gru", 8, {**ADAPTIVE, "tail_shrink": 2.0})])
+def test_round_trip_gives_the_same_model(tmp_path, tie, cell, hidden, decoder):
+    m = make(tie, cell, hidden, **decoder)
     save_model(tmp_path / "m", m, VOCAB, {**CONFIG, "epoch": 3})
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
         "config.json", "model.safetensors", "vocab.json"]
@@ -40,6 +44,9 @@ def test_round_trip_gives_the_same_model(tmp_path, tie, cell, hidden):
         assert loaded.decoder.weight.data_ptr() == loaded.embedding.weight.data_ptr()
     x = torch.tensor([[2, 3], [4, 5]])
     torch.testing.assert_close(loaded(x)[0], m.eval()(x)[0], atol=0, rtol=0)
+    # the decoder is recorded only when adaptive: folders saved before it load as full
+    assert config["model"].get("decoder", "full") == decoder.get("decoder", "full")
+    assert loaded.adaptive == bool(decoder)
 
 
 def test_optimizer_state_round_trip(tmp_path):

@@ -16,9 +16,13 @@ def model(cell="lstm", **kw):
                                 "cell": cell, **kw}).eval()
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "peephole", "coupled", "gru"])
-def test_step_matches_forward(cell):
-    m = model(cell)
+@pytest.mark.parametrize("cell, decoder", [
+    ("rnn", {}), ("lstm", {}), ("peephole", {}), ("coupled", {}), ("gru", {}),
+    ("lstm", dict(decoder="adaptive", cutoffs=[5, 12])),
+    ("gru", dict(decoder="adaptive", cutoffs=[3], tie_weights=False)),
+])
+def test_step_matches_forward(cell, decoder):
+    m = model(cell, **decoder)
     tokens = torch.randint(0, 23, (7, 3), generator=torch.Generator().manual_seed(1))
     logits, final = m(tokens)
     state = None
@@ -44,6 +48,43 @@ def test_tied_weights_share_storage_with_and_without_projection():
     untied = model(tie_weights=False)
     assert untied.decoder.weight.data_ptr() != untied.embedding.weight.data_ptr()
     assert untied.decoder.weight.shape == (23, 8)
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_the_adaptive_decoder_gives_log_probabilities_and_the_loss_of_the_targets(tie):
+    m = model(decoder="adaptive", cutoffs=[5, 12], tie_weights=tie, dropout=0.3)
+    assert m.config["decoder"] == "adaptive" and m.config["cutoffs"] == [5, 12]
+    assert "decoder" not in model().config  # a full model's config is as it always was
+    x = torch.randint(0, 23, (6, 4), generator=torch.Generator().manual_seed(2))
+    y = torch.roll(x, -1, 0)
+    y[-1, :2] = IGNORE
+    logp, _ = m(x)
+    assert torch.logsumexp(logp, -1).abs().max() < 1e-6
+    loss, _ = m(x, targets=y)
+    expected = F.cross_entropy(logp.flatten(0, 1), y.flatten(), ignore_index=IGNORE,
+                               reduction="sum")
+    torch.testing.assert_close(loss, expected, atol=0, rtol=1e-5)
+
+
+def test_adaptive_tying_shares_the_embedding_and_counts_it_once():
+    tied = model(decoder="adaptive", cutoffs=[5, 12], embed_size=6, hidden_size=8)
+    assert tied.decoder.weight is tied.embedding.weight
+    rare = torch.tensor([[20], [21]])  # words of the last cluster
+    loss, _ = tied(rare[:1], targets=rare[1:])
+    loss.backward()
+    # the tail's row of word 21 is its embedding row: the embedding's gradient there
+    assert tied.embedding.weight.grad[21].abs().sum() > 0
+    untied = model(decoder="adaptive", cutoffs=[5, 12], embed_size=6, hidden_size=8,
+                   tie_weights=False, tail_shrink=2)
+    assert untied.decoder.weight is None
+    count = sum(p.numel() for p in tied.parameters())
+    # untied: the words' own rows (5 x 8, 7 x 4, 11 x 2) instead of tied projections 6 -> 6
+    # (2 x 36) and the 6 -> 8 projection above the top layer (48)
+    assert sum(p.numel() for p in untied.parameters()) - count == (
+        (40 + 28 + 22) + (8 * 4 + 8 * 2) + 2 * 2 - 72 - 48)
+    with pytest.raises(RnnlabError, match="tied"):
+        vocab, wv = vocab_and_vectors()
+        tied.load_vectors(wv, vocab, freeze=True)
 
 
 def test_init_range_bounds_every_parameter():
@@ -111,6 +152,12 @@ def test_bad_settings_are_user_errors():
     for name in ("dropout_input", "dropout_hidden", "dropout_output", "dropout_words", "weight_drop"):
         with pytest.raises(RnnlabError, match=rf"{name} must be in \[0, 1\), got -0.1"):
             LanguageModel(10, **{name: -0.1})
+    with pytest.raises(RnnlabError, match="decoder must be one of full, adaptive"):
+        LanguageModel(10, decoder="hierarchical")
+    with pytest.raises(RnnlabError, match="needs cutoffs"):
+        LanguageModel(10, decoder="adaptive")
+    with pytest.raises(RnnlabError, match="below the vocabulary size 10"):
+        LanguageModel(10, decoder="adaptive", cutoffs=[4, 10])
 
 
 @pytest.mark.parametrize("update", ["optimizer", "load_state_dict"])

@@ -16,6 +16,7 @@ from rnnlab.cli import main
 from rnnlab.device import bf16_on_cpu
 from rnnlab.errors import RnnlabError
 from rnnlab.lm import LM
+from rnnlab.lm import model as model_module
 from rnnlab.lm import train as train_module
 from rnnlab.lm import trainer as trainer_module
 from rnnlab.lm.train import train_language_model
@@ -59,6 +60,9 @@ def test_learns_a_deterministic_sequence(tmp_path):
 @pytest.mark.parametrize("mode,options", [
     ("stream", dict(optimizer="adam", dropout=0.3, layers=2)),  # dropout: the RNG must resume
     ("sentence", dict(optimizer="sgd", schedule="plateau", cell="gru")),
+    ("stream", dict(optimizer="adam", dropout=0.3, decoder="adaptive")),
+    ("sentence", dict(optimizer="sgd", decoder="adaptive", cutoffs=[4, 9], tie_weights=False,
+                      tail_shrink=2.0)),
 ])
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, corpus, mode, options):
     settings = dict(TINY, mode=mode, split=(0.1, 0.1), epochs=3, **options)
@@ -81,6 +85,40 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, corpus,
     assert resumed.test == straight.test
 
 
+def test_the_adaptive_decoder_trains_then_evaluates_scores_and_generates(tmp_path, corpus,
+                                                                       capsys):
+    lines = corpus.read_text().splitlines()
+    (tmp_path / "valid.txt").write_text("\n".join(lines[-12:]) + "\n")
+    run = tmp_path / "m"
+    assert main(["train", str(corpus), "--valid", str(tmp_path / "valid.txt"), "-o", str(run),
+                 "--decoder", "adaptive", "--hidden-size", "12", "--embed-size", "8",
+                 "--layers", "1", "--batch-size", "4", "--bptt", "5", "--epochs", "2",
+                 "--optimizer", "adam", "--lr", "0.02", "--threads", "1", "--quiet"]) == 0
+    lm = LM.load(run)
+    config = json.loads((run / "best" / "config.json").read_text())["model"]
+    # 13 tokens, nearly uniform: the 11 most frequent cover 86 % of the text ("sat", "cat" out)
+    assert (config["decoder"], config["cutoffs"], len(lm.vocab)) == ("adaptive", [11], 13)
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["valid_loss"] < records[0]["valid_loss"] < math.log(13)
+    capsys.readouterr()
+    assert main(["evaluate", str(run), str(tmp_path / "valid.txt"), "--json", "--quiet"]) == 0
+    measured = json.loads(capsys.readouterr().out)
+    best = min(r["valid_loss"] for r in records)
+    assert measured["loss"] == pytest.approx(best, rel=1e-9)
+    assert main(["score", str(run), "the cat sat on a mat"]) == 0
+    expected = lm.score("the cat sat on a mat")
+    assert f"total log P = {expected.logprob:.3f} nats" in capsys.readouterr().out
+    # the probabilities of every next token add up to 1
+    logits, _ = lm.step(lm.vocab.stoi["the"])
+    assert float(torch.softmax(logits, -1).sum()) == pytest.approx(1.0, abs=1e-6)
+    assert float(torch.logsumexp(logits, -1)) == pytest.approx(0.0, abs=1e-6)
+    for extra in ([], ["--beam", "3"]):
+        assert main(["generate", str(run), "--prime", "the", "--length", "6", "--seed", "1",
+                     *extra]) == 0
+        words = capsys.readouterr().out.split()
+        assert words[0] == "the" and set(words) <= set(lm.vocab.itos)
+
+
 def test_resume_refuses_changed_model_settings(tmp_path, corpus):
     train_language_model(corpus, tmp_path / "m", epochs=1, **TINY)
     with pytest.raises(RnnlabError, match="cannot change 'hidden_size'"):
@@ -90,19 +128,19 @@ def test_resume_refuses_changed_model_settings(tmp_path, corpus):
 
 
 def test_non_finite_steps_are_skipped(tmp_path, corpus, monkeypatch):
-    real = trainer_module.sequence_loss
+    real = model_module.sequence_loss
     calls = {"n": 0}
 
     def flaky(logits, targets):
         calls["n"] += 1
-        loss, count = real(logits, targets)
+        loss = real(logits, targets)
         if calls["n"] == 3:
-            return loss * float("nan"), count  # non-finite loss
+            return loss * float("nan")  # non-finite loss
         if calls["n"] == 5:
-            return loss + torch.sqrt(logits.sum() * 0), count  # finite loss, NaN gradient
-        return loss, count
+            return loss + torch.sqrt(logits.sum() * 0)  # finite loss, NaN gradient
+        return loss
 
-    monkeypatch.setattr(trainer_module, "sequence_loss", flaky)
+    monkeypatch.setattr(model_module, "sequence_loss", flaky)
     result = train_language_model(corpus, tmp_path / "m", epochs=1, **TINY)
     assert result.skipped_steps == 2 and result.history[0]["skipped"] == 2
     assert all(torch.isfinite(w).all() for w in weights(tmp_path / "m" / "last").values())
@@ -110,9 +148,9 @@ def test_non_finite_steps_are_skipped(tmp_path, corpus, monkeypatch):
 
 
 def test_too_many_non_finite_steps_stop_training(tmp_path, corpus, monkeypatch):
-    real = trainer_module.sequence_loss
-    monkeypatch.setattr(trainer_module, "sequence_loss",
-                        lambda logits, targets: (real(logits, targets)[0] * math.inf, 1))
+    real = model_module.sequence_loss
+    monkeypatch.setattr(model_module, "sequence_loss",
+                        lambda logits, targets: real(logits, targets) * math.inf)
     with pytest.raises(RnnlabError, match="4 non-finite steps in a row"):
         train_language_model(corpus, tmp_path / "m", max_bad_steps=4, **TINY)
     assert not (tmp_path / "m" / "last").exists()  # nothing from the failed steps was saved
@@ -230,7 +268,7 @@ def uninterrupted(corpus, tmp_path_factory):
 
 def signal_at_step(monkeypatch, step: int, *signals: int):
     """Send this process `signals` during training step `step` (from its loss computation)."""
-    real = trainer_module.sequence_loss
+    real = model_module.sequence_loss
     calls = {"n": 0}
 
     def loss(logits, targets):
@@ -240,7 +278,7 @@ def signal_at_step(monkeypatch, step: int, *signals: int):
                 os.kill(os.getpid(), sig)
         return real(logits, targets)
 
-    monkeypatch.setattr(trainer_module, "sequence_loss", loss)
+    monkeypatch.setattr(model_module, "sequence_loss", loss)
     return real
 
 
@@ -254,7 +292,7 @@ def test_ctrl_c_saves_exits_130_and_resumes_to_the_same_weights(tmp_path, corpus
     assert err.rstrip().endswith("--resume")
     state = json.loads((out / "last" / "training.json").read_text())
     assert state["global_step"] == 8  # the step under way finished, then training stopped
-    monkeypatch.setattr(trainer_module, "sequence_loss", real)
+    monkeypatch.setattr(model_module, "sequence_loss", real)
     assert main(["train", "-o", str(out), "--resume", "--quiet", "--no-progress"]) == 0
     assert_same_weights(uninterrupted / "last", out / "last")
 
@@ -284,7 +322,7 @@ def test_sigterm_saves_like_ctrl_c(tmp_path, corpus, uninterrupted, monkeypatch,
     out = tmp_path / "b"
     assert main(["train", str(corpus), *KILL_ARGS, "-o", str(out)]) == 130
     assert json.loads((out / "last" / "training.json").read_text())["global_step"] == 5
-    monkeypatch.setattr(trainer_module, "sequence_loss", real)
+    monkeypatch.setattr(model_module, "sequence_loss", real)
     assert main(["train", "-o", str(out), "--resume", "--quiet", "--no-progress"]) == 0
     assert_same_weights(uninterrupted / "last", out / "last")
 
@@ -326,8 +364,8 @@ def test_checkpoint_every_takes_steps_or_minutes(tmp_path, corpus, monkeypatch, 
 @pytest.mark.skipif(not bf16_on_cpu(), reason="this CPU has no bfloat16 kernels")
 def test_bf16_autocast_trains_on_cpu_with_a_float32_loss(tmp_path, corpus, monkeypatch):
     seen = []
-    real = trainer_module.sequence_loss
-    monkeypatch.setattr(trainer_module, "sequence_loss",
+    real = model_module.sequence_loss
+    monkeypatch.setattr(model_module, "sequence_loss",
                         lambda logits, targets: seen.append(logits.dtype) or real(logits, targets))
     for cell in ("lstm", "gru", "peephole"):
         result = train_language_model(corpus, None, split=(0.1, 0), epochs=2, optimizer="adam",
@@ -346,6 +384,16 @@ def test_bf16_on_a_cpu_without_it_is_one_line(tmp_path, corpus, capsys, monkeypa
     err = capsys.readouterr().err
     assert "no bfloat16 instructions" in err and err.count("\n") == 1
     assert not (tmp_path / "m" / "metrics.jsonl").exists()
+
+
+@pytest.mark.skipif(not bf16_on_cpu(), reason="this CPU has no bfloat16 kernels")
+def test_bf16_autocast_trains_the_adaptive_decoder(corpus):
+    result = train_language_model(corpus, None, split=(0.1, 0), epochs=2, optimizer="adam",
+                                  lr=0.02, precision="bf16", cell="gru", decoder="adaptive",
+                                  **TINY)
+    losses = [r["valid_loss"] for r in result.history]
+    assert losses[1] < losses[0] < math.log(len(result.lm.vocab))
+    assert all(p.dtype == torch.float32 for p in result.lm.model.parameters())
 
 
 def test_a_device_that_is_not_there_is_one_line(tmp_path, corpus, capsys):
@@ -385,13 +433,13 @@ def spy_on_sgd(monkeypatch):
 
 def block_lengths(monkeypatch):
     """Record the length of every training block (from the loss computation)."""
-    lengths, real = [], trainer_module.sequence_loss
+    lengths, real = [], model_module.sequence_loss
 
     def loss(logits, targets):
         lengths.append(targets.shape[0])
         return real(logits, targets)
 
-    monkeypatch.setattr(trainer_module, "sequence_loss", loss)
+    monkeypatch.setattr(model_module, "sequence_loss", loss)
     return lengths
 
 

@@ -13,6 +13,7 @@ from rnnlab.cli._progress import DownloadBars, TrainingReport
 from rnnlab.cli._store import add_store_option, text_store
 from rnnlab.device import DEVICE_HELP, PRECISIONS
 from rnnlab.errors import RnnlabError
+from rnnlab.lm.adaptive import DECODERS, GROWTH, HEAD_SHARE, TAIL_SHRINK
 from rnnlab.lm.settings import (
     DEFAULT_HIDDEN,
     LOSSES,
@@ -158,6 +159,22 @@ def register(subparsers) -> None:
                         f"({D.weight_drop}; AWD-LSTM: 0.5)")
     g.add_argument("--no-tie", dest="tie_weights", action="store_false",
                    help="separate decoder weights (default: tied to the embedding)")
+    g.add_argument("--decoder", choices=DECODERS,
+                   help="full: one softmax over the vocabulary; adaptive: Grave et al.'s adaptive "
+                        "softmax, a head of frequent words plus one entry per cluster of rarer "
+                        "words, each cluster's softmax computed only for its own targets in "
+                        "training: exact probabilities, far faster for large vocabularies "
+                        f"({D.decoder})")
+    g.add_argument("--cutoffs", nargs="+", type=int, metavar="N",
+                   help="adaptive: the head's size and each cluster's first id, increasing and "
+                        "below the vocabulary size (default: the fewest most frequent words that "
+                        f"cover {100 * HEAD_SHARE:.0f} %% of the training tokens, then boundaries "
+                        f"{GROWTH} times the one before while the cluster after one is no smaller "
+                        "than the cluster before it)")
+    g.add_argument("--tail-shrink", type=float, metavar="F",
+                   help=f"adaptive with --no-tie: cluster i projects the hidden output to "
+                        f"size / F^i ({TAIL_SHRINK:g}, Grave et al.'s); tied clusters keep the "
+                        f"embedding's size, their rows being the embedding's")
     g.add_argument("--init-range", type=float,
                    help=f"uniform initialisation range for all weights ({D.init_range}); "
                         "0 keeps the cells' own initialisation")

@@ -23,6 +23,7 @@ from rnnlab.cells import CELL_TYPES
 from rnnlab.errors import RnnlabError
 from rnnlab.fileio import atomic_dir
 from rnnlab.formats import check_format
+from rnnlab.lm.adaptive import DECODERS, TAIL_SHRINK, check_cutoffs, check_shrink
 from rnnlab.lm.model import REGULARISERS, LanguageModel
 from rnnlab.text.pipeline import TextPipeline
 from rnnlab.text.vocab import Vocabulary
@@ -123,6 +124,24 @@ def _check_model_settings(model: dict, where: Path) -> None:
     if init_range is not None and type(init_range) not in (int, float):
         raise RnnlabError(f"{where}: model setting 'init_range' must be a number or null, "
                           f"got {init_range!r}")
+    _check_decoder(model, where)
+
+
+def _check_decoder(model: dict, where: Path) -> None:
+    # Models saved before the adaptive decoder name none: they are full.
+    decoder = model.get("decoder", "full")
+    if decoder not in DECODERS:
+        raise RnnlabError(f"{where}: model setting 'decoder' must be one of "
+                          f"{', '.join(DECODERS)}, got {decoder!r}")
+    if (decoder == "adaptive") != ("cutoffs" in model):
+        raise RnnlabError(f"{where}: model setting 'cutoffs' goes with the adaptive decoder, "
+                          f"and only with it")
+    try:
+        if "cutoffs" in model:
+            check_cutoffs(model["cutoffs"], model["vocab_size"])
+        check_shrink(model.get("tail_shrink", TAIL_SHRINK))
+    except RnnlabError as e:
+        raise RnnlabError(f"{where}: model setting {e}") from None
 
 
 def load_weights(path: Path, config: dict, vocab: Vocabulary) -> LanguageModel:

@@ -5,6 +5,12 @@ step t score the token at t+1. With `tie_weights` the decoder reuses the embeddi
 (Press & Wolf 2017); when the top layer's size differs from the embedding's, a linear
 projection H -> E sits in between so the tie still holds.
 
+The decoder is a full softmax (logits W h + b) or, with `decoder="adaptive"`, an adaptive
+softmax (rnnlab.lm.adaptive), whose outputs are log-probabilities: valid logits (log_softmax
+leaves them as they are), so whatever reads logits reads them alike. Training asks
+`forward(..., targets=y)` for the summed loss, which the adaptive softmax computes without
+the (T, B, V) matrix.
+
 Dropout: `dropout` is Zaremba et al.'s, fresh at every step, on the embedding's output, between
 layers and on the last layer's output. The AWD-LSTM's (Merity et al. 2018, rnnlab.dropout) take
 its place where given: locked dropout `dropout_input`, `dropout_hidden`, `dropout_output` (None:
@@ -23,6 +29,15 @@ from torch import Tensor, nn
 from rnnlab.cells import State, map_state
 from rnnlab.dropout import check_rate, embedding_dropout, locked_dropout
 from rnnlab.errors import RnnlabError
+from rnnlab.lm.adaptive import (
+    DECODERS,
+    TAIL_SHRINK,
+    AdaptiveSoftmax,
+    check_cutoffs,
+    check_shrink,
+    weight_count,
+)
+from rnnlab.lm.data import IGNORE
 from rnnlab.memory import check_fits
 from rnnlab.recurrent import Recurrent, check_settings
 
@@ -34,19 +49,31 @@ REGULARISERS = {"dropout_input": None, "dropout_hidden": None, "dropout_output":
                 "dropout_words": 0.0, "weight_drop": 0.0}
 
 
+def sequence_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    """The full decoder's loss: cross-entropy summed over all real targets (padding ignored)."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                           ignore_index=IGNORE, reduction="sum")
+
+
 def check_size(vocab_size: int, embed_size: int, hidden_size: int, num_layers: int,
-               cell: str = "lstm", tie_weights: bool = True) -> None:
-    """Refuse, before allocating anything, a model whose float32 weights exceed physical memory."""
+               cell: str = "lstm", tie_weights: bool = True, cutoffs: list[int] | None = None,
+               tail_shrink: float = TAIL_SHRINK) -> None:
+    """Refuse, before allocating anything, a model whose float32 weights exceed physical memory;
+    `cutoffs` for an adaptive decoder."""
     V, E, H = vocab_size, embed_size, hidden_size
     recurrent = sum(GATES[cell] * H * (H + (E if k == 0 else H) + 1) for k in range(num_layers))
     decoder = V + (H * E if H != E else 0) if tie_weights else V * (H + 1)
+    if cutoffs:
+        decoder = (H * E if tie_weights and H != E else 0) + weight_count(
+            E if tie_weights else H, V, cutoffs, tail_shrink, tie_weights)
     need = 4 * (V * E + recurrent + decoder)
     check_fits(need, f"the weights alone of a {cell} model with vocabulary {V}, embedding {E}, "
                      f"hidden size {H} and {num_layers} layers")
 
 
 class LanguageModel(nn.Module):
-    """Embedding, `num_layers` recurrent layers of one cell type, and a softmax decoder."""
+    """Embedding, `num_layers` recurrent layers of one cell type, and a softmax decoder: full,
+    or adaptive with `cutoffs` (and `tail_shrink` for untied tails; see rnnlab.lm.adaptive)."""
 
     def __init__(
         self,
@@ -63,6 +90,9 @@ class LanguageModel(nn.Module):
         dropout_output: float | None = None,
         dropout_words: float = 0.0,
         weight_drop: float = 0.0,
+        decoder: str = "full",
+        cutoffs: list[int] | None = None,
+        tail_shrink: float = TAIL_SHRINK,
         **cell_options,
     ) -> None:
         super().__init__()
@@ -75,11 +105,23 @@ class LanguageModel(nn.Module):
                 check_rate(name, rate)
         if min(vocab_size, embed_size, hidden_size) < 1:
             raise RnnlabError("vocabulary, embedding and hidden sizes must be positive")
-        check_size(vocab_size, embed_size, hidden_size, num_layers, cell, tie_weights)
+        if decoder not in DECODERS:
+            raise RnnlabError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+        self.adaptive = decoder == "adaptive"
+        if self.adaptive != (cutoffs is not None):
+            raise RnnlabError("the adaptive decoder needs cutoffs, and only it takes them")
+        if self.adaptive:
+            cutoffs = check_cutoffs(cutoffs, vocab_size)
+            check_shrink(tail_shrink)
+        check_size(vocab_size, embed_size, hidden_size, num_layers, cell, tie_weights, cutoffs,
+                   tail_shrink)
+        # Only an adaptive model names its decoder: a full model's config.json is as it was.
+        adaptive = dict(decoder=decoder, cutoffs=cutoffs, tail_shrink=tail_shrink
+                        ) if self.adaptive else {}
         self.config = dict(vocab_size=vocab_size, embed_size=embed_size, hidden_size=hidden_size,
                            num_layers=num_layers, cell=cell, dropout=dropout,
                            tie_weights=tie_weights, init_range=init_range, **cell_options,
-                           **{k: v for k, v in rates.items() if v != REGULARISERS[k]})
+                           **{k: v for k, v in rates.items() if v != REGULARISERS[k]}, **adaptive)
         self.dropout = dropout
         self.dropout_input, self.dropout_output = dropout_input, dropout_output
         self.dropout_words = dropout_words
@@ -92,9 +134,14 @@ class LanguageModel(nn.Module):
         self._decoder_t, self._decoder_t_key = None, None
         if tie_weights and hidden_size != embed_size:
             self.projection = nn.Linear(hidden_size, embed_size, bias=False)
-        self.decoder = nn.Linear(embed_size if tie_weights else hidden_size, vocab_size)
+        size = embed_size if tie_weights else hidden_size
+        if self.adaptive:
+            tied = self.embedding.weight if tie_weights else None
+            self.decoder = AdaptiveSoftmax(size, vocab_size, cutoffs, tail_shrink, tied)
+        else:
+            self.decoder = nn.Linear(size, vocab_size)
         self.init_weights(init_range)
-        if tie_weights:
+        if tie_weights and not self.adaptive:
             self.decoder.weight = self.embedding.weight
 
     def init_weights(self, init_range: float | None) -> None:
@@ -106,6 +153,9 @@ class LanguageModel(nn.Module):
                 return
             # Embedding and decoder need small values; N(0, 1) rows blow up a tied softmax.
             self.embedding.weight.uniform_(-0.1, 0.1)
+            if self.adaptive:
+                self.decoder.init_weights()
+                return
             self.decoder.weight.uniform_(-0.1, 0.1)
             self.decoder.bias.zero_()
 
@@ -115,12 +165,13 @@ class LanguageModel(nn.Module):
 
     def forward(
         self, tokens: Tensor, state: State | None = None, lengths: Tensor | None = None,
-        activations: bool = False,
+        activations: bool = False, targets: Tensor | None = None,
     ) -> tuple[Tensor, State] | tuple[Tensor, State, tuple[Tensor, Tensor]]:
         """Logits (T, B, V) for token ids (T, B), and the final state; `lengths` for padding.
 
-        `activations=True` adds the last layer's output (T, B, H) before and after its dropout,
-        what activation regularisation (rnnlab.lm.regularisers) penalises.
+        With `targets` (T, B), the summed −log P of its real targets (IGNORE skipped) comes
+        instead of the logits. `activations=True` adds the last layer's output (T, B, H) before
+        and after its dropout, what activation regularisation (rnnlab.lm.regularisers) penalises.
         """
         if self.dropout_words:
             x = embedding_dropout(self.embedding.weight, tokens, self.dropout_words, self.training)
@@ -129,8 +180,14 @@ class LanguageModel(nn.Module):
         x = self._drop(x, self.dropout_input)
         raw, state = self.rnn(x, state, lengths)
         out = self._drop(raw, self.dropout_output)
-        logits = self.decoder(out if self.projection is None else self.projection(out))
-        return (logits, state, (raw, out)) if activations else (logits, state)
+        h = out if self.projection is None else self.projection(out)
+        if targets is None:
+            first = self.decoder(h)
+        elif self.adaptive:
+            first = self.decoder.loss(h, targets)
+        else:
+            first = sequence_loss(self.decoder(h).float(), targets)
+        return (first, state, (raw, out)) if activations else (first, state)
 
     def _drop(self, x: Tensor, locked: float | None) -> Tensor:
         """Locked dropout at rate `locked` when given, else Zaremba's, fresh at every step."""
@@ -140,7 +197,8 @@ class LanguageModel(nn.Module):
 
     @torch.no_grad()
     def step(self, token: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """One step for token ids (B,): logits (B, V) and the new state (no dropout, no graph).
+        """One step for token ids (B,): logits (B, V) (the adaptive decoder's log-probabilities)
+        and the new state (no dropout, no graph).
 
         Runs each cell's own equations on its own parameters, skipping the sequence machinery,
         so that generating at batch 1 costs little more than the matrix products.
@@ -155,6 +213,8 @@ class LanguageModel(nn.Module):
         new_state = map_state(lambda *s: torch.stack(s), *layers)
         if self.projection is not None:
             x = x @ self.projection.weight.T
+        if self.adaptive:
+            return self.decoder(x), new_state
         return torch.addmm(self.decoder.bias, x, self.decoder_t()), new_state
 
     def decoder_t(self) -> Tensor:

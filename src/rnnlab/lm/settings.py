@@ -19,6 +19,7 @@ from pathlib import Path
 from rnnlab.device import PRECISIONS
 from rnnlab.dropout import check_rate
 from rnnlab.errors import RnnlabError
+from rnnlab.lm.adaptive import DECODERS, check_cutoffs, check_shrink
 from rnnlab.text.pipeline import check_level_mode
 
 OPTIMIZERS = ("sgd", "adam")
@@ -71,6 +72,9 @@ class TrainSettings:
     dropout_words: float = 0.0  # embedding dropout: whole words per batch (0.1)
     weight_drop: float = 0.0  # DropConnect on the hidden-to-hidden weights (0.5)
     tie_weights: bool = True
+    decoder: str = "full"  # full | adaptive (the adaptive softmax, rnnlab.lm.adaptive)
+    cutoffs: list[int] | None = None  # adaptive: head and cluster bounds (None: from the counts)
+    tail_shrink: float | None = None  # adaptive, untied: cluster i projects to size / shrink^i (4)
     init_range: float | None = 0.1  # None: the cells' own initialisation
     vectors: str | None = None  # word-vector file for the input embedding
     freeze_vectors: bool = False
@@ -111,7 +115,7 @@ class TrainSettings:
         if self.lower not in (True, False):
             raise RnnlabError(f"lower must be true or false, got {self.lower!r}")
         for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
-                              ("loss", LOSSES), ("precision", PRECISIONS)):
+                              ("loss", LOSSES), ("precision", PRECISIONS), ("decoder", DECODERS)):
             if getattr(self, name) not in allowed:
                 raise RnnlabError(f"{name} must be one of {', '.join(allowed)}, "
                                   f"got {getattr(self, name)!r}")
@@ -123,6 +127,7 @@ class TrainSettings:
             raise RnnlabError("epochs, checkpoint_every, checkpoint_minutes and clip must not be "
                               "negative")
         self.check_schedule()
+        self.check_decoder()
         for name in ("hidden_size", "embed_size", "max_steps", "threads"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 label = {"embed_size": "embedding size (embed_size)",
@@ -164,6 +169,20 @@ class TrainSettings:
         if self.asgd and not (self.valid or (self.split and self.split[0] > 0)):
             raise RnnlabError("asgd switches when validation stalls: it needs validation text "
                               "(valid or split)")
+
+    def check_decoder(self) -> None:
+        """Refuse adaptive-softmax settings that are malformed or have nothing to act on."""
+        if self.decoder != "adaptive" and (self.cutoffs is not None or self.tail_shrink is not None):
+            raise RnnlabError("cutoffs and tail_shrink need the adaptive decoder "
+                              "(--decoder adaptive)")
+        if self.cutoffs is not None:
+            self.cutoffs = check_cutoffs(self.cutoffs)
+        if self.tail_shrink is not None:
+            check_shrink(self.tail_shrink)
+            # Tied tails are the embedding's rows: they keep its size (frozen vectors untie).
+            if self.tie_weights and not self.freeze_vectors:
+                raise RnnlabError("tail_shrink applies to untied weights only (--no-tie): tied "
+                                  "tails keep the embedding's size")
 
     def text_files(self, train: str | Path) -> dict[str, str]:
         """The text files a run reads, by role: train, and valid and test when given."""

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_model as st_load_model
 from torch import Tensor
 
@@ -39,6 +38,7 @@ from rnnlab.cells import map_state, state_parts
 from rnnlab.device import autocast, check_precision, resolve_device
 from rnnlab.errors import RnnlabError
 from rnnlab.lm import checkpoint, distributed, evaluation
+from rnnlab.lm.adaptive import default_cutoffs
 from rnnlab.lm.averaging import WeightAverage, nt_asgd_trigger
 from rnnlab.lm.bundle import LM
 from rnnlab.lm.data import IGNORE, SentenceBatches, StreamBatches, read_text, split_lines
@@ -60,13 +60,6 @@ from rnnlab.text.store import TokenStore, data_fingerprint, is_store
 from rnnlab.text.vocab import Vocabulary
 
 Report = Callable[[str, dict], None]
-
-
-def sequence_loss(logits: Tensor, targets: Tensor) -> tuple[Tensor, int]:
-    """Cross-entropy summed over all real target tokens, and their number (padding ignored)."""
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                           ignore_index=IGNORE, reduction="sum")
-    return loss, int((targets != IGNORE).sum())
 
 
 def metrics(loss: float, level: str) -> dict:
@@ -140,9 +133,15 @@ def build_model(s: TrainSettings, vocab: Vocabulary, built: dict | None,
                 note: Callable[[str], None]) -> tuple[LanguageModel, dict | None]:
     """The model of a run (seeded), with its word vectors loaded when given: (model, coverage).
 
-    `built`: the model settings of a resumed run's checkpoint, which fix the sizes.
+    `built`: the model settings of a resumed run's checkpoint, which fix the sizes (and the
+    adaptive decoder's cut-offs, by default chosen from the vocabulary's counts).
     """
     wv, tie = None, s.tie_weights
+    decoder = {}
+    if s.decoder == "adaptive":
+        cutoffs = (built or {}).get("cutoffs") or s.cutoffs or default_cutoffs(vocab.counts)
+        decoder = dict(decoder="adaptive", cutoffs=cutoffs,
+                       **({"tail_shrink": s.tail_shrink} if s.tail_shrink else {}))
     embed, hidden = s.embed_size, s.hidden_size
     if built is not None:
         embed, hidden = built["embed_size"], built["hidden_size"]
@@ -161,7 +160,7 @@ def build_model(s: TrainSettings, vocab: Vocabulary, built: dict | None,
     torch.manual_seed(s.seed)
     model = LanguageModel(len(vocab), embed or hidden, hidden, s.layers, s.cell, s.dropout, tie,
                           s.init_range, s.dropout_input, s.dropout_hidden, s.dropout_output,
-                          s.dropout_words, s.weight_drop)
+                          s.dropout_words, s.weight_drop, **decoder)
     if s.freeze_vectors:  # load_vectors froze them on the first run; a resume must too
         model.embedding.weight.requires_grad_(False)
     if wv is None:
@@ -317,9 +316,10 @@ class Trainer:
         x, y, lengths, real = self.local_batch(item)
         state = detach_state(self.hidden) if self.data.train.carries_state else None
         penalised = bool(s.ar or s.tar)
-        with autocast(self.device, s.precision):
-            logits, new_state, *outputs = self.net(x, state, lengths, activations=penalised)
-        loss, count = sequence_loss(logits.float(), y)
+        with autocast(self.device, s.precision):  # the model computes the loss in float32
+            loss, new_state, *outputs = self.net(x, state, lengths, activations=penalised,
+                                                 targets=y)
+        count = int((y != IGNORE).sum())
         # Sums over the whole batch (all ranks) decide alike everywhere. DDP averages the ranks'
         # gradients, so each scales its summed loss by world / (batch or tokens of the batch).
         total, tokens, columns = self.group.sum(
