@@ -94,8 +94,8 @@ def register(subparsers) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS)
     p.add_argument("train", nargs="?", default=None, metavar="TRAIN",
-                   help="training text, or a token store (`rnnlab prepare`) to train from in "
-                        "stream mode, read from disk (may be left out with --resume)")
+                   help="training text, or a token store (`rnnlab prepare`) to train from, read "
+                        "from disk batch by batch (may be left out with --resume)")
     p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR",
                    help="folder for checkpoints, metrics and the curve")
     p.add_argument("--resume", action="store_true", default=False,
