@@ -87,7 +87,7 @@ def time_training(model: nn.Module, batches: StreamBatches, steps: int, warmup: 
     device = next(model.parameters()).device
     model.train()
     state, tokens, start = None, 0, None
-    for k, block in enumerate(batches.starts[: warmup + steps]):
+    for k, block in enumerate(batches.epoch(0)[: warmup + steps]):
         if k == warmup:
             sync(device)
             start, tokens = CLOCK(), 0

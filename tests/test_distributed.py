@@ -18,6 +18,8 @@ from safetensors.torch import load_file
 
 from rnnlab.cli import main
 from rnnlab.lm.distributed import Group
+from rnnlab.text.pipeline import TextPipeline
+from rnnlab.text.store import prepare_store
 
 WORDS = "the cat sat on a mat and dog ran to house".split()
 BASE = ["--hidden-size", "10", "--embed-size", "10", "--layers", "1", "--bptt", "5",
@@ -26,7 +28,8 @@ STREAM = [*BASE, "--batch-size", "4"]  # SGD, loss summed over time (Zaremba)
 SENTENCE = [*BASE, "--mode", "sentence", "--batch-size", "5", "--optimizer", "adam",
             "--lr", "0.01"]  # per-token loss; 5 sentences split 2 + 3, and a short last batch
 # AWD-LSTM's schedule: drawn block lengths and their lr, then a fine-tuning epoch that averages
-AWD = [*STREAM, "--loss", "mean", "--lr", "0.5", "--variable-bptt", "--asgd", "--finetune", "1"]
+VARIABLE = [*STREAM, "--loss", "mean", "--lr", "0.5", "--variable-bptt"]
+AWD = [*VARIABLE, "--asgd", "--finetune", "1"]
 # The adaptive softmax: its last cluster (the 2 rarest words) is often empty in a rank's share.
 ADAPTIVE = [*STREAM, "--decoder", "adaptive", "--cutoffs", "4", "11"]
 
@@ -114,6 +117,25 @@ def test_two_processes_train_the_same_model_as_one(corpus, tmp_path, args):
     # rank 0 alone wrote: one metrics line per epoch, no stray files
     assert len(valid_losses(two)) == 2 + ("--finetune" in args)
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
+
+
+@pytest.mark.parametrize("args", [VARIABLE, SENTENCE], ids=["stream-variable-bptt", "sentence"])
+def test_two_processes_reading_a_store_stopped_and_resumed_equal_one_reading_the_text(
+        corpus, tmp_path, args):
+    store = tmp_path / "store"
+    mode = "sentence" if "sentence" in args else "stream"
+    prepare_store(corpus / "train.txt", store, TextPipeline(mode=mode), workers=1)
+    one = single(corpus, tmp_path, args)
+    two = tmp_path / "two"
+    run_all([*torchrun("--standalone", "--nproc_per_node=2"), str(store),
+             "--valid", str(corpus / "valid.txt"), *args, "--max-steps", "7", "-o", str(two)])
+    if mode == "stream":  # the whole batch's state: each rank carried its own 2 columns
+        assert load_file(str(two / "last" / "training.safetensors"))["hidden.0"].shape[1] == 4
+    run_all([*torchrun("--standalone", "--nproc_per_node=2"), "-o", str(two), "--resume",
+             "--quiet", "--no-progress"])
+    assert_close_weights(one / "last", two / "last")
+    assert valid_losses(two) == pytest.approx(valid_losses(one), abs=1e-6)
+    assert len(valid_losses(two)) == 2
 
 
 def test_two_processes_stopped_and_resumed_equal_one_uninterrupted(corpus, tmp_path):

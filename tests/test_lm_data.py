@@ -10,9 +10,10 @@ from rnnlab.lm.data import (
     draw_length,
     pad_sentences,
     read_text,
+    sentence_batches,
     split_lines,
     stream_block,
-    stream_starts,
+    stream_blocks,
     variable_blocks,
 )
 from rnnlab.text.pipeline import TextPipeline
@@ -67,8 +68,8 @@ def test_batchify_and_blocks_cover_the_stream_once():
     data = batchify(ids, 4)  # 43 // 4 = 10 rows; the last 3 ids drop
     assert data.shape == (10, 4)
     assert data[:, 1].tolist() == list(range(10, 20))  # each column is a contiguous piece
-    starts = stream_starts(data, 4)
-    assert starts == [0, 4, 8]
+    starts = stream_blocks(data.shape[0], 4)
+    assert list(starts) == [0, 4, 8]
     targets = []
     for s in starts:
         x, y = stream_block(data, s, 4)
@@ -90,15 +91,26 @@ def test_pad_sentences_lengths_and_targets():
 def test_sentence_batches_reshuffle_per_epoch_deterministically():
     sentences = [[1, i, 2] for i in range(10)]
     a, b = SentenceBatches(sentences, 3, seed=5), SentenceBatches(sentences, 3, seed=5)
-    assert a.epoch(1) == b.epoch(1) and a.epoch(2) == b.epoch(2)
-    assert a.epoch(1) != a.epoch(2)
+    assert list(a.epoch(1)) == list(b.epoch(1)) and list(a.epoch(2)) == list(b.epoch(2))
+    assert list(a.epoch(1)) != list(a.epoch(2))
     assert sorted(i for batch in a.epoch(1) for i in batch) == list(range(10))
-    assert SentenceBatches(sentences, 3).epoch(1) == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    assert list(SentenceBatches(sentences, 3).epoch(1)) == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+
+
+def test_sentence_order_is_one_small_tensor_cut_into_batches_on_demand():
+    order = sentence_batches(10, 4, seed=7)
+    assert order.order.dtype == torch.int32 and order.order.shape == (10,)  # 4 bytes a sentence
+    # the permutation of the int64 draw that epochs were shuffled by before
+    assert order.order.tolist() == torch.randperm(10, generator=torch.Generator().manual_seed(7)).tolist()
+    assert len(order) == 3 and order[2] == order.order[8:].tolist() and order[-1] == order[2]
+    assert list(order) == [order[0], order[1], order[2]]  # iteration stops after the last
+    with pytest.raises(IndexError):
+        order[3]
 
 
 def test_stream_batches_iterate_every_epoch_the_same():
     batches = StreamBatches(list(range(100)), 5, 6)
-    assert batches.epoch(1) == batches.epoch(2) == [0, 6, 12, 18]
+    assert list(batches.epoch(1)) == list(batches.epoch(2)) == [0, 6, 12, 18]
     x, y, lengths = batches.get(18)
     assert x.shape == (1, 5) and lengths is None
 
@@ -179,4 +191,6 @@ def test_stream_batches_with_a_seed_draw_each_epoch_anew_and_again():
     assert x.shape == (length, 4) and lengths is None
     assert x[:, 0].tolist() == list(range(start, start + length))
     assert torch.equal(y[:-1], x[1:])
-    assert StreamBatches(list(range(400)), batch=4, bptt=10).epoch(5) == list(range(0, 99, 10))
+    assert StreamBatches(list(range(400)), batch=4, bptt=10).epoch(5) == range(0, 99, 10)
+    x, y, _ = batches.get(one[1], slice(1, 3))  # two of the four columns
+    assert x.shape == (length, 2) and x[0].tolist() == [100 + start, 200 + start]

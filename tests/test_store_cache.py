@@ -199,12 +199,22 @@ def test_train_reads_text_into_memory_where_a_store_cannot_serve(cache, text, tm
     monkeypatch.setattr(store_cache, "AUTO_BYTES", 0)
     base = ["train", str(text), *TRAIN]
     assert main([*base, "-o", str(tmp_path / "split"), "--split", "0.2", "0.2"]) == 0
-    assert main([*base, "-o", str(tmp_path / "sentences"), "--mode", "sentence"]) == 0
-    assert main([*base, "-o", str(tmp_path / "awd"), "--valid", str(text), "--variable-bptt"]) == 0
     assert "token store" not in capsys.readouterr().err and not cache.exists()
     assert main([*base, "-o", str(tmp_path / "always"), "--split", "0.2", "0.2", "--store",
                  "always"]) == 2
     assert "--store always: a token store cannot be split" in capsys.readouterr().err
-    assert main(["train", str(text), "--valid", str(text), *TRAIN, "-o", str(tmp_path / "vb"),
-                 "--variable-bptt", "--store", "always"]) == 2
-    assert "--store always: a token store trains with a fixed --bptt" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["--mode", "sentence"], ["--variable-bptt"]],
+                         ids=["sentence", "variable-bptt"])
+def test_train_reads_sentences_and_variable_blocks_through_a_cached_store(cache, text, tmp_path,
+                                                                          capsys, args):
+    argv = ["train", str(text), "--valid", str(text), *TRAIN, *args]
+    assert main([*argv, "-o", str(tmp_path / "store"), "--store", "always"]) == 0
+    store = cache_line(capsys.readouterr().err)
+    assert TokenStore(store).pipeline.mode == ("sentence" if "sentence" in args else "stream")
+    assert main([*argv, "-o", str(tmp_path / "memory"), "--store", "never"]) == 0
+    a, b = ([{k: v for k, v in json.loads(line).items() if k not in ("seconds", "tokens_per_s")}
+             for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+            for run in ("store", "memory"))
+    assert a == b and np.isfinite(a[0]["valid_loss"])  # the same run from the store and memory

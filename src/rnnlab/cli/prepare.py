@@ -17,9 +17,9 @@ SHA-256 of every file), vocab.json (the whole vocabulary with counts, by count, 
 of first occurrence), ids.bin and offsets.bin. The store is written whole or not at all, does
 not need the text any more, and is refused in one line when a file is missing or damaged.
 The vocabulary is kept whole: --min-count and --max-vocab are applied when the store is read.
-`rnnlab train STORE` trains from it (stream mode) and `rnnlab embed STORE` learns word vectors
-from it (a store of words), reading it from disk block by block. `train` and `embed` also make
-stores by themselves, in the cache, for text over 256 MB (their --store).
+`rnnlab train STORE` trains from it (in the store's mode) and `rnnlab embed STORE` learns word
+vectors from it (a store of words), reading it from disk batch by batch. `train` and `embed`
+also make stores by themselves, in the cache, for text over 256 MB (their --store).
 
 examples:
   rnnlab prepare wiki.train.txt -o wiki-store

@@ -53,8 +53,8 @@ examples:
 
 Text files over 256 MB are read through a token store (as `rnnlab prepare` makes) that is
 built once in the cache and reused while the file is unchanged; --store always / never
-decide otherwise. A store trains in stream mode without --split or --variable-bptt; --resume
-goes on from what the run started with.
+decide otherwise. A store trains in either mode, but not with --split; --resume goes on from
+what the run started with.
 
 Under torchrun each process takes an equal share of every batch (--batch-size is the whole
 batch, so it must divide by the number of processes), gradients are averaged, and only rank 0
@@ -95,8 +95,8 @@ def register(subparsers) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS)
     p.add_argument("train", nargs="?", default=None, metavar="TRAIN",
-                   help="training text, or a token store (`rnnlab prepare`) to train from in "
-                        "stream mode, read from disk (may be left out with --resume)")
+                   help="training text, or a token store (`rnnlab prepare`) to train from, read "
+                        "from disk batch by batch (may be left out with --resume)")
     p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR",
                    help="folder for checkpoints, metrics and the curve")
     p.add_argument("--resume", action="store_true", default=False,
@@ -254,10 +254,8 @@ def register(subparsers) -> None:
 
 def auto_store(args: argparse.Namespace, s: TrainSettings) -> str:
     """The training text, or the cached token store to read it through (see --store)."""
-    unfit = ("a token store trains in stream mode only" if s.mode != "stream" else
-             "a token store cannot be split; give --valid and --test files instead of --split"
-             if s.split else "a token store trains with a fixed --bptt, not --variable-bptt"
-             if s.variable_bptt else None)
+    unfit = ("a token store cannot be split; give --valid and --test files instead of --split"
+             if s.split else None)
     store = text_store([args.train], TextPipeline(s.level, s.mode, s.lower), s.encoding,
                        s.errors, args, unfit)
     return args.train if store is None else str(store.path)

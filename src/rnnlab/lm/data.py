@@ -58,11 +58,6 @@ def batchify(ids: Sequence[int] | Tensor, batch: int) -> Tensor:
     return ids[: n * batch].view(batch, n).t().contiguous()
 
 
-def stream_starts(data: Tensor, bptt: int) -> list[int]:
-    """Start rows of the blocks; the last block may be shorter."""
-    return list(range(0, data.shape[0] - 1, bptt))
-
-
 def stream_block(data: Tensor, start: int, bptt: int) -> tuple[Tensor, Tensor]:
     """Inputs data[start : start+len] and targets one step ahead, each (len, B)."""
     n = min(bptt, data.shape[0] - 1 - start)
@@ -88,6 +83,26 @@ def variable_blocks(rows: int, bptt: int, generator: torch.Generator) -> list[tu
     return blocks
 
 
+def epoch_seed(seed: int | None, epoch: int) -> int | None:
+    """The seed of one epoch's draws: from (seed, epoch) alone, so a resumed epoch draws alike."""
+    return None if seed is None else seed * 1_000_003 + epoch
+
+
+def stream_blocks(rows: int, bptt: int, seed: int | None = None,
+                  epoch: int = 0) -> range | list[tuple[int, int]]:
+    """The blocks of an epoch over `rows` rows, in order: start rows `bptt` apart (the last
+    block may be shorter), or with a seed (start, length) pairs drawn anew for each epoch."""
+    if seed is None:
+        return range(0, rows - 1, bptt)
+    return variable_blocks(rows, bptt, torch.Generator().manual_seed(epoch_seed(seed, epoch)))
+
+
+def block_span(block: int | tuple[int, int], bptt: int, rows: int) -> tuple[int, int]:
+    """(start, length) of a block of `stream_blocks`, cut at the last row."""
+    start, length = block if isinstance(block, tuple) else (block, bptt)
+    return start, min(length, rows - 1 - start)
+
+
 # ----- sentence mode -----
 
 def pad_sentences(sentences: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor, Tensor]:
@@ -105,12 +120,29 @@ def pad_sentences(sentences: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor, T
     return x, y, lengths
 
 
-def sentence_batches(n: int, batch: int, seed: int | None = None) -> list[list[int]]:
+class SentenceOrder(Sequence):
+    """An epoch's batches of sentence indices: one tensor of indices (int32, 4 bytes a sentence),
+    cut into a list of `batch` of them when a batch is asked for."""
+
+    def __init__(self, order: Tensor, batch: int) -> None:
+        self.order, self.batch = order, batch
+
+    def __len__(self) -> int:
+        return -(-len(self.order) // self.batch)
+
+    def __getitem__(self, i: int) -> list[int]:
+        i = range(len(self))[i]  # IndexError past the end ends iteration
+        return self.order[i * self.batch : (i + 1) * self.batch].tolist()
+
+
+def sentence_batches(n: int, batch: int, seed: int | None = None) -> SentenceOrder:
     """Indices of the sentences in each batch; shuffled by `seed` (None keeps file order)."""
-    order = list(range(n))
-    if seed is not None:
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    return [order[i : i + batch] for i in range(0, n, batch)]
+    # int32 halves the order's memory: randperm draws the same permutation in either dtype.
+    dtype = torch.int32 if n < 2**31 else torch.int64
+    if seed is None:
+        return SentenceOrder(torch.arange(n, dtype=dtype), batch)
+    generator = torch.Generator().manual_seed(seed)
+    return SentenceOrder(torch.randperm(n, generator=generator, dtype=dtype), batch)
 
 
 # ----- batches for the trainer -----
@@ -125,21 +157,17 @@ class StreamBatches:
                  seed: int | None = None) -> None:
         self.data = batchify(ids, batch)
         self.bptt, self.seed = bptt, seed
-        self.starts = stream_starts(self.data, bptt)
 
-    def epoch(self, epoch: int) -> list[int] | list[tuple[int, int]]:
-        """The blocks of an epoch, in order (every epoch reads the stream front to back):
-        start rows, or (start, length) pairs drawn anew for each epoch."""
-        if self.seed is None:
-            return self.starts
-        # Drawn from (seed, epoch) alone: a resumed epoch gets the same blocks again.
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return variable_blocks(self.data.shape[0], self.bptt, generator)
+    def epoch(self, epoch: int) -> range | list[tuple[int, int]]:
+        """The blocks of an epoch, in order (every epoch reads the stream front to back)."""
+        return stream_blocks(self.data.shape[0], self.bptt, self.seed, epoch)
 
-    def get(self, block: int | tuple[int, int]) -> tuple[Tensor, Tensor, None]:
-        """(inputs, targets, lengths=None) of a block: its start row, or (start, length)."""
-        start, length = block if isinstance(block, tuple) else (block, self.bptt)
-        x, y = stream_block(self.data, start, length)
+    def get(self, block: int | tuple[int, int],
+            columns: slice = slice(None)) -> tuple[Tensor, Tensor, None]:
+        """(inputs, targets, lengths=None) of a block (its start row, or (start, length)),
+        in these columns of the batch."""
+        start, length = block_span(block, self.bptt, self.data.shape[0])
+        x, y = stream_block(self.data[:, columns], start, length)
         return x, y, None
 
 
@@ -154,10 +182,9 @@ class SentenceBatches:
             raise RnnlabError("no sentences to train or evaluate on")
         self.sentences, self.batch, self.seed = list(sentences), batch, seed
 
-    def epoch(self, epoch: int) -> list[list[int]]:
+    def epoch(self, epoch: int) -> SentenceOrder:
         """The batches (lists of sentence indices) of an epoch; the same epoch, the same order."""
-        seed = None if self.seed is None else self.seed * 1_000_003 + epoch
-        return sentence_batches(len(self.sentences), self.batch, seed)
+        return sentence_batches(len(self.sentences), self.batch, epoch_seed(self.seed, epoch))
 
     def get(self, indices: list[int]) -> tuple[Tensor, Tensor, Tensor]:
         """(inputs, targets, lengths) of the batch of these sentences."""

@@ -26,7 +26,7 @@ import dataclasses
 import math
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +52,7 @@ from rnnlab.lm.state import (
     rank_tensors,
     restore_generators,
 )
-from rnnlab.lm.store_batches import StoreStreamBatches
+from rnnlab.lm.store_batches import StoreSentenceBatches, StoreStreamBatches
 from rnnlab.recurrent import detach_state
 from rnnlab.text.pipeline import TextPipeline
 from rnnlab.text.script import text_script
@@ -76,7 +76,7 @@ class RunData:
 
     pipeline: TextPipeline
     vocab: Vocabulary
-    train: StreamBatches | SentenceBatches
+    train: StreamBatches | SentenceBatches | StoreStreamBatches | StoreSentenceBatches
     valid: list | None
     test: list | None
     script: dict  # config.json's record of the training text's script (rnnlab.text.script)
@@ -109,11 +109,9 @@ def read_run_data(s: TrainSettings, train: Path, vocab: Vocabulary | None = None
 
 def read_store_data(s: TrainSettings, train: Path, pipeline: TextPipeline,
                     vocab: Vocabulary | None) -> RunData:
-    """A run whose training ids come from a token store, read block by block from disk."""
+    """A run whose training ids come from a token store, read batch by batch from disk."""
     store = TokenStore(train)
-    store.check_pipeline(pipeline)
-    if s.mode != "stream":
-        raise RnnlabError(f"{train}: a token store trains in stream mode only (so far)")
+    store.check_pipeline(pipeline)  # a store of the other mode is refused here
     if s.split:
         raise RnnlabError(f"{train}: a token store cannot be split; give --valid and --test files")
     whole = store.whole_vocab
@@ -123,7 +121,11 @@ def read_store_data(s: TrainSettings, train: Path, pipeline: TextPipeline,
     vocab = vocab or store.vocab(s.min_count, s.max_vocab)
     valid = read_text(s.valid, s.encoding, s.errors) if s.valid else []
     test = read_text(s.test, s.encoding, s.errors) if s.test else []
-    return RunData(pipeline, vocab, StoreStreamBatches(store, len(vocab), s.batch_size, s.bptt),
+    batches = (StoreSentenceBatches(store, len(vocab), s.batch_size, s.seed)
+               if s.mode == "sentence" else
+               StoreStreamBatches(store, len(vocab), s.batch_size, s.bptt,
+                                  s.seed if s.variable_bptt else None))
+    return RunData(pipeline, vocab, batches,
                    pipeline.encode(valid, vocab) if valid else None,
                    pipeline.encode(test, vocab) if test else None,
                    text_script(whole.itos))  # a sample of the tokens tells the script as well
@@ -300,10 +302,10 @@ class Trainer:
     def local_batch(self, item) -> tuple[Tensor, Tensor, Tensor | None, bool]:
         """This rank's share of a batch on the device, and whether it is real: a rank left
         without sentences (a short last batch) runs one with zero weight, for the collectives."""
+        # Only this rank's part is read (from a store: from disk): its columns, its sentences.
         if self.data.train.carries_state:
-            x, y, lengths = self.data.train.get(item)
-            cols = self.group.columns(x.shape[1])
-            x, y, real = x[:, cols], y[:, cols], True
+            x, y, lengths = self.data.train.get(item, self.group.columns(self.s.batch_size))
+            real = True
         else:
             mine = self.group.share(item)
             real = bool(mine)
@@ -478,16 +480,16 @@ class Trainer:
                 return "early-stopping"
         return "done"
 
-    def run_epoch(self, items: list) -> str | None:
+    def run_epoch(self, items: Sequence) -> str | None:
         """The steps of one epoch from where it stands; how the run stopped, if it did."""
         s, p = self.s, self.p
         self.say("epoch_start", {"epoch": p.epoch, "epochs": s.epochs + s.finetune,
                                  "steps": len(items), "done": p.step_in_epoch})
         try:
             start, seconds_before, tokens = time.perf_counter(), p.epoch_seconds, 0
-            for item in items[p.step_in_epoch:]:
+            for i in range(p.step_in_epoch, len(items)):  # items are made as they are read
                 before = p.epoch_tokens
-                self.train_step(item)
+                self.train_step(items[i])
                 tokens += p.epoch_tokens - before
                 now = time.perf_counter()
                 p.epoch_seconds = seconds_before + now - start

@@ -1,0 +1,209 @@
+"""Corpora bigger than memory: peak memory and speed of `prepare`, `embed` and `train` on stores.
+
+    python bench/store.py make            # build the 0.5, 1.5 and 5 GB corpora under --work
+    python bench/store.py run             # measure them (about 40 minutes here, alone)
+    python bench/store.py clean           # delete the generated corpora and stores
+    python bench/store.py run --sizes 0.05 --quick   # a smoke test in a few minutes
+
+The corpora concatenate the English benchmark corpora (WikiText-2 train, War and Peace, the
+King James Bible, the text8-style Wikipedia sample), each copy's lines shuffled with its own
+seed, until the size is reached. Each command runs as its own process (the real CLI); its peak
+memory is measured two ways: ru_maxrss from wait4 (the process itself) and the largest sum of
+the resident sets of the process and all its descendants, sampled every 20 ms from /proc
+(prepare's tokenizing workers are separate processes). Word counts are whitespace tokens.
+
+Required: every peak below 2 GB and growing by less than 10 % from the smallest corpus to the
+largest; prepare at >= 5M words/s on a plain text file with both cores; word2vec's words/s on a
+store within 5 % of the same run from the text in memory. Results: bench/results/store.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from rnnlab.fileio import atomic_write
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "bench" / "results"
+SOURCES = ["wikitext-2/wiki.train.tokens.gz", "war-and-peace/warandpeace.txt.gz",
+           "kjv-bible/kjv.txt.gz", "gensim-test-corpora/enwiki206-text8style.txt.gz"]
+VALID = DATA / "wikitext-2" / "wiki.valid.tokens"
+GB = 10**9
+# word2vec settings for the memory runs: CBOW at 50 dimensions is the cheapest pass over ~1G
+# words that still trains every word; memory does not depend on them (the matrices are
+# vocabulary x 50 floats).
+EMBED = ["--cbow", "--embed-size", "50", "--epochs", "1", "--min-count", "5"]
+TRAIN = ["--max-steps", "200", "--max-vocab", "50000", "--hidden-size", "200", "--layers", "2",
+         "--batch-size", "20", "--bptt", "35", "--epochs", "1"]
+
+
+def corpus_lines() -> list[str]:
+    """Every line of the source corpora, newline kept."""
+    lines = []
+    for name in SOURCES:
+        with gzip.open(DATA / name, "rt", encoding="utf-8") as f:
+            lines.extend(line if line.endswith("\n") else line + "\n" for line in f)
+    return lines
+
+
+def make(work: Path, sizes: list[float]) -> None:
+    """Write corpus-<size>GB.txt for each size: shuffled copies of the sources, concatenated."""
+    work.mkdir(parents=True, exist_ok=True)
+    lines = corpus_lines()
+    for size in sizes:
+        path = work / f"corpus-{size:g}GB.txt"
+        if path.exists():
+            continue
+        part, written, seed = path.with_suffix(".part"), 0, 0
+        with open(part, "w", encoding="utf-8") as f:
+            while written < size * GB:
+                copy = lines[:]
+                random.Random(seed).shuffle(copy)
+                text = "".join(copy)
+                f.write(text)
+                written += len(text.encode())
+                seed += 1
+        part.rename(path)
+        print(f"{path}: {written / GB:.2f} GB, {seed} copies", flush=True)
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants, from /proc."""
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                stack.extend(int(c) for c in f.read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def measure(command: list[str]) -> dict:
+    """Run a command; its seconds, wait4 peak RSS and sampled peak RSS of its process tree."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak, done = [0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.02):
+            peak[0] = max(peak[0], tree_rss(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    stderr = proc.stderr.read()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({proc.returncode}):\n{stderr[-2000:]}")
+    return {"seconds": round(seconds, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "peak_tree_rss_mb": round(peak[0] / 2**20, 1), "stderr_tail": stderr[-400:]}
+
+
+def words_in(path: Path) -> int:
+    """Whitespace tokens of a text file, counted in 16 MB blocks."""
+    n, tail = 0, b""
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            block = tail + block
+            cut = max(block.rfind(b" "), block.rfind(b"\n"))
+            n += len(block[: cut + 1].split())
+            tail = block[cut + 1:]
+    return n + len(tail.split())
+
+
+def rnnlab(*args: str) -> list[str]:
+    """The real CLI, as a user runs it."""
+    return [sys.executable, "-m", "rnnlab", *args]
+
+
+def run_size(work: Path, size: float) -> dict:
+    """prepare, embed --epochs 1 and train --max-steps 200 on one corpus."""
+    text = work / f"corpus-{size:g}GB.txt"
+    store = work / f"store-{size:g}GB"
+    words = words_in(text)
+    row = {"size_gb": round(text.stat().st_size / GB, 3), "words": words}
+    row["prepare"] = measure(rnnlab("prepare", str(text), "-o", str(store), "--overwrite",
+                                    "--no-progress"))
+    row["prepare"]["words_per_s"] = round(words / row["prepare"]["seconds"])
+    vectors = work / f"vectors-{size:g}GB"
+    row["embed"] = measure(rnnlab("embed", str(store), "-o", str(vectors), "--overwrite",
+                                  "--no-progress", *EMBED))
+    row["embed"]["words_per_s"] = round(words / row["embed"]["seconds"])
+    model = work / f"lm-{size:g}GB"
+    row["train"] = measure(rnnlab("train", str(store), "--valid", str(VALID), "-o", str(model),
+                                  "--overwrite", "--no-progress", *TRAIN))
+    print(json.dumps({size: row}), flush=True)
+    return row
+
+
+def embed_speed(work: Path, size: float) -> dict:
+    """word2vec words/s (train seconds only, from the epoch line) from the text and from its store."""
+    out = {}
+    for name, source in (("text", f"corpus-{size:g}GB.txt"), ("store", f"store-{size:g}GB")):
+        vectors = work / f"speed-{name}"
+        run = measure(rnnlab("embed", str(work / source), "-o", str(vectors), "--overwrite",
+                             "--no-progress", "--store", "never", *EMBED) if name == "text" else
+                      rnnlab("embed", str(work / source), "-o", str(vectors), "--overwrite",
+                             "--no-progress", *EMBED))
+        config = json.loads((vectors / "config.json").read_text())
+        run["train_words_per_s"] = config["loss_history"][-1]["words_per_s"]
+        out[name] = run
+    out["ratio_store_to_text"] = round(out["store"]["train_words_per_s"]
+                                       / out["text"]["train_words_per_s"], 4)
+    return out
+
+
+def run(args: argparse.Namespace) -> None:
+    """Measure every size, then the word2vec speed comparison on the smallest."""
+    rows = {f"{size:g}GB": run_size(args.work, size) for size in args.sizes}
+    first, last = rows[f"{args.sizes[0]:g}GB"], rows[f"{args.sizes[-1]:g}GB"]
+    growth = {cmd: round(last[cmd]["peak_tree_rss_mb"] / first[cmd]["peak_tree_rss_mb"] - 1, 4)
+              for cmd in ("prepare", "embed", "train")}
+    result = {
+        "benchmark": "store", "machine": platform.machine(), "cpus": os.cpu_count(),
+        "alone": True, "load_average_start": os.getloadavg()[0],
+        "embed_settings": EMBED, "train_settings": TRAIN, "sizes": rows,
+        "peak_growth_smallest_to_largest": growth,
+        "embed_speed": embed_speed(args.work, args.sizes[0]),
+    }
+    if not args.quick:
+        atomic_write(RESULTS / "store.json", json.dumps(result, indent=2) + "\n")
+    print(json.dumps({"growth": growth, "embed_speed": result["embed_speed"]}, indent=2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("action", choices=["make", "run", "clean"])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/rnnlab-bench/store"))
+    parser.add_argument("--sizes", type=float, nargs="+", default=[0.5, 1.5, 5.0])
+    parser.add_argument("--quick", action="store_true", help="do not write the results")
+    args = parser.parse_args()
+    if args.action == "clean":
+        shutil.rmtree(args.work, ignore_errors=True)
+        return
+    make(args.work, args.sizes)
+    if args.action == "run":
+        run(args)
+
+
+if __name__ == "__main__":
+    main()
