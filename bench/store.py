@@ -10,7 +10,7 @@ King James Bible, the text8-style Wikipedia sample), each copy's lines shuffled 
 seed, until the size is reached. Each command runs as its own process (the real CLI); its peak
 memory is measured two ways: ru_maxrss from wait4 (the process itself) and the largest sum of
 the resident sets of the process and all its descendants, sampled every 20 ms from /proc
-(prepare's tokenizing workers are separate processes). Word counts are whitespace tokens.
+(prepare's tokenizing workers are separate processes). Words are whitespace tokens.
 
 Required: every peak below 2 GB and growing by less than 10 % from the smallest corpus to the
 largest; prepare at >= 5M words/s on a plain text file with both cores; word2vec's words/s on a
@@ -41,10 +41,12 @@ SOURCES = ["wikitext-2/wiki.train.tokens.gz", "war-and-peace/warandpeace.txt.gz"
            "kjv-bible/kjv.txt.gz", "gensim-test-corpora/enwiki206-text8style.txt.gz"]
 VALID = DATA / "wikitext-2" / "wiki.valid.tokens"
 GB = 10**9
-# word2vec settings for the memory runs: CBOW at 50 dimensions is the cheapest pass over ~1G
-# words that still trains every word; memory does not depend on them (the matrices are
-# vocabulary x 50 floats).
-EMBED = ["--cbow", "--embed-size", "50", "--epochs", "1", "--min-count", "5"]
+# word2vec settings for the memory runs: a cheap pass over ~1G words (CBOW, 50 dimensions, a
+# window of 2, one noise word, strong subsampling); memory does not depend on them (the matrices
+# are vocabulary x 50 floats). The speed comparison uses `rnnlab embed`'s defaults.
+EMBED = ["--cbow", "--embed-size", "50", "--window", "2", "--negative", "1", "--sample", "1e-4",
+         "--epochs", "1", "--min-count", "5"]
+SPEED_BYTES = 50 * 10**6  # the text of the word2vec speed comparison: the first 50 MB
 TRAIN = ["--max-steps", "200", "--max-vocab", "50000", "--hidden-size", "200", "--layers", "2",
          "--batch-size", "20", "--bptt", "35", "--epochs", "1"]
 
@@ -118,18 +120,6 @@ def measure(command: list[str]) -> dict:
             "peak_tree_rss_mb": round(peak[0] / 2**20, 1), "stderr_tail": stderr[-400:]}
 
 
-def words_in(path: Path) -> int:
-    """Whitespace tokens of a text file, counted in 16 MB blocks."""
-    n, tail = 0, b""
-    with open(path, "rb") as f:
-        while block := f.read(1 << 24):
-            block = tail + block
-            cut = max(block.rfind(b" "), block.rfind(b"\n"))
-            n += len(block[: cut + 1].split())
-            tail = block[cut + 1:]
-    return n + len(tail.split())
-
-
 def rnnlab(*args: str) -> list[str]:
     """The real CLI, as a user runs it."""
     return [sys.executable, "-m", "rnnlab", *args]
@@ -139,10 +129,13 @@ def run_size(work: Path, size: float) -> dict:
     """prepare, embed --epochs 1 and train --max-steps 200 on one corpus."""
     text = work / f"corpus-{size:g}GB.txt"
     store = work / f"store-{size:g}GB"
-    words = words_in(text)
-    row = {"size_gb": round(text.stat().st_size / GB, 3), "words": words}
+    row = {"size_gb": round(text.stat().st_size / GB, 3)}
     row["prepare"] = measure(rnnlab("prepare", str(text), "-o", str(store), "--overwrite",
                                     "--no-progress"))
+    config = json.loads((store / "config.json").read_text())
+    # Whitespace tokens: every token but the one end marker of each line with words.
+    words = row["words"] = config["tokens"] - config["lines"]
+    row["vocabulary"] = config["vocab_size"]
     row["prepare"]["words_per_s"] = round(words / row["prepare"]["seconds"])
     vectors = work / f"vectors-{size:g}GB"
     row["embed"] = measure(rnnlab("embed", str(store), "-o", str(vectors), "--overwrite",
@@ -156,16 +149,20 @@ def run_size(work: Path, size: float) -> dict:
 
 
 def embed_speed(work: Path, size: float) -> dict:
-    """word2vec words/s (train seconds only, from the epoch line) from the text and from its store."""
-    out = {}
-    for name, source in (("text", f"corpus-{size:g}GB.txt"), ("store", f"store-{size:g}GB")):
+    """word2vec words/s (the epoch's own figure: training time only) of `rnnlab embed` with its
+    defaults for one epoch, from a text in memory and from its store."""
+    text, store = work / "speed.txt", work / "speed-store"
+    with open(work / f"corpus-{size:g}GB.txt", "rb") as f:
+        head = f.read(SPEED_BYTES)
+    text.write_bytes(head[: head.rfind(b"\n") + 1])
+    measure(rnnlab("prepare", str(text), "-o", str(store), "--overwrite", "--quiet"))
+    out = {"text_bytes": text.stat().st_size}
+    for name, source, extra in (("text", text, ["--store", "never"]), ("store", store, [])):
         vectors = work / f"speed-{name}"
-        run = measure(rnnlab("embed", str(work / source), "-o", str(vectors), "--overwrite",
-                             "--no-progress", "--store", "never", *EMBED) if name == "text" else
-                      rnnlab("embed", str(work / source), "-o", str(vectors), "--overwrite",
-                             "--no-progress", *EMBED))
-        config = json.loads((vectors / "config.json").read_text())
-        run["train_words_per_s"] = config["loss_history"][-1]["words_per_s"]
+        run = measure(rnnlab("embed", str(source), "-o", str(vectors), "--overwrite",
+                             "--no-progress", "--epochs", "1", *extra))
+        run["train_words_per_s"] = json.loads((vectors / "config.json").read_text()
+                                              )["loss_history"][-1]["words_per_s"]
         out[name] = run
     out["ratio_store_to_text"] = round(out["store"]["train_words_per_s"]
                                        / out["text"]["train_words_per_s"], 4)
