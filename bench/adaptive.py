@@ -2,6 +2,7 @@
 
     python bench/adaptive.py              # both runs side by side, one thread and one core each
     python bench/adaptive.py --minutes 1  # a smoke test (results not written)
+    python bench/adaptive.py --report     # write the results from the runs already done
 
 The same tied 2 x 256 LSTM, the same data, schedule and seed; only the decoder differs. Each
 run is its own process pinned to its own core with one torch thread, so the two share nothing
@@ -80,6 +81,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--work", type=Path, default=Path("/tmp/rnnlab-bench/adaptive"))
+    parser.add_argument("--report", action="store_true",
+                        help="only write the results of the runs in --work")
     parser.add_argument("--run", choices=DECODERS, help=argparse.SUPPRESS)  # one child's run
     args = parser.parse_args()
     if args.run:
@@ -87,19 +90,26 @@ def main() -> None:
         (args.work / f"{args.run}.json").write_text(json.dumps(out))
         return
     args.work.mkdir(parents=True, exist_ok=True)
-    load = os.getloadavg()[0]
-    children = [subprocess.Popen(["taskset", "-c", str(core), sys.executable, __file__,
-                                  "--run", decoder, "--minutes", str(args.minutes),
-                                  "--work", str(args.work)])
-                for core, decoder in enumerate(DECODERS)]
-    if any(child.wait() for child in children):
-        raise SystemExit("a run failed")
-    runs = {d: json.loads((args.work / f"{d}.json").read_text()) for d in DECODERS}
+    load = None
+    if not args.report:
+        load = os.getloadavg()[0]
+        children = [subprocess.Popen(["taskset", "-c", str(core), sys.executable, __file__,
+                                      "--run", decoder, "--minutes", str(args.minutes),
+                                      "--work", str(args.work)])
+                    for core, decoder in enumerate(DECODERS)]
+        if any(child.wait() for child in children):
+            raise SystemExit("a run failed")
+    report(args.work, args.minutes, load)
+
+
+def report(work: Path, minutes: float, load: float | None) -> None:
+    """Compare the two runs saved in `work` and write the results (for a full-length run)."""
+    runs = {d: json.loads((work / f"{d}.json").read_text()) for d in DECODERS}
     full, adaptive = runs["full"], runs["adaptive"]
     result = {
         "benchmark": "adaptive", "machine": platform.machine(), "torch": torch.__version__,
         "side_by_side": "two runs, one thread each, each pinned to its own core",
-        "load_average_start": load, "minutes": args.minutes, "settings": SETTINGS,
+        "load_average_start": load, "minutes": minutes, "settings": SETTINGS,
         "runs": runs,
         "speedup_tokens_per_s": round(adaptive["tokens_per_s_median"]
                                       / full["tokens_per_s_median"], 3),
@@ -107,8 +117,9 @@ def main() -> None:
     }
     result["passed"] = (result["speedup_tokens_per_s"] >= 2
                         and adaptive["valid_ppl_end"] < full["valid_ppl_end"])
-    if args.minutes >= 30:
-        atomic_write(RESULTS / "adaptive.json", json.dumps(result, indent=2) + "\n")
+    if minutes >= 30:
+        with atomic_write(RESULTS / "adaptive.json") as f:
+            f.write(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("speedup_tokens_per_s", "passed")}))
 
 
