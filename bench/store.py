@@ -128,7 +128,12 @@ def rnnlab(*args: str) -> list[str]:
 
 
 def run_size(work: Path, size: float) -> dict:
-    """prepare, embed --epochs 1 and train --max-steps 200 on one corpus."""
+    """prepare, embed --epochs 1 and train --max-steps 200 on one corpus; a row measured
+    before (its JSON line in work/rows.jsonl) is kept."""
+    done = work / "rows.jsonl"
+    for line in done.read_text().splitlines() if done.exists() else []:
+        if str(size) in json.loads(line):
+            return json.loads(line)[str(size)]
     text = work / f"corpus-{size:g}GB.txt"
     store = work / f"store-{size:g}GB"
     row = {"size_gb": round(text.stat().st_size / GB, 3)}
@@ -147,6 +152,8 @@ def run_size(work: Path, size: float) -> dict:
     row["train"] = measure(rnnlab("train", str(store), "-o", str(model), "--overwrite",
                                   "--no-progress", *TRAIN))
     print(json.dumps({size: row}), flush=True)
+    with open(done, "a") as f:
+        f.write(json.dumps({size: row}) + "\n")
     return row
 
 
@@ -160,7 +167,7 @@ def embed_speed(work: Path, size: float) -> dict:
     measure(rnnlab("prepare", str(text), "-o", str(store), "--overwrite", "--quiet"))
     out = {"text_bytes": text.stat().st_size}
     for name, source, extra in (("text", text, ["--store", "never"]), ("store", store, [])):
-        vectors = work / f"speed-{name}"
+        vectors = work / f"speed-{name}-vectors"
         run = measure(rnnlab("embed", str(source), "-o", str(vectors), "--overwrite",
                              "--no-progress", "--epochs", "1", *extra))
         run["train_words_per_s"] = json.loads((vectors / "config.json").read_text()
