@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import itertools
 import json
 import os
 import signal
@@ -451,9 +452,11 @@ def prepare_store(
         counter, table = _count_pass(paths, pipeline, encoding, errors, workers, progress, total,
                                      hashed=False)
     whole = whole_vocab(counter, pipeline.specials)
+    # The table's words lead the counter, in the table's order: their ids without decoding again.
+    words = [] if table is None else itertools.islice(counter, len(table))
+    ids_of = None if table is None else np.fromiter(map(whole.stoi.__getitem__, words), np.int64)
     del counter
     dtype = "uint16" if len(whole) <= 1 << 16 else "uint32"
-    ids_of = None if table is None else np.array([whole.stoi[w] for w in table.totals()], np.int64)
     job = _Job(pipeline, whole.stoi, table, ids_of, dtype, errors=errors)
     with atomic_dir(store, KIND) as folder:
         tokens, lines, files = _write_pass(folder, paths, job, encoding, errors, workers, progress,
