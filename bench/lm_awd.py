@@ -1,0 +1,253 @@
+"""Beyond Zaremba: AWD-LSTM's regularisers and schedule, and dynamic evaluation, on a CPU budget.
+
+    python bench/lm_awd.py ptb                    # ≤ 6M parameters, 60 minutes of training
+    python bench/lm_awd.py ptb --minutes 150      # the same model, 150 minutes
+    python bench/lm_awd.py wikitext2              # ≤ 10M parameters, 60 minutes
+    python bench/lm_awd.py shakespeare            # characters, 30 minutes
+    python bench/lm_awd.py ablation --run no-weight-drop --threads 1   # one technique off
+
+A row trains one epoch, then as many more as its first epochs' pace fits in the budget (the
+epochs' training seconds: evaluation excluded), the last `finetune` of them AWD-LSTM's
+fine-tuning (from the best weights, the weights averaged over every step). It then scores the
+best model on the test text (Tiny Shakespeare: on the validation tenth), and the PTB model
+also with dynamic evaluation (SGD rule, segments of 5 tokens, η chosen on the first fifth of
+the validation text) and with a neural cache (AWD-LSTM's PTB values). Runs keep their folders
+under --work and resume: a run stopped is finished by the same command.
+Results: bench/results/lm_<corpus>_awd.json, one record per row and way of scoring
+(`corpus`, `minutes`, `params` with tied weights once, `dynamic`, `test_ppl`).
+
+The ablation trains the PTB hour's model with one technique off, for the same number of
+epochs (equal tokens; variable BPTT makes the step counts differ by a few per cent), one seed
+each; two one-thread runs side by side are fair to each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from rnnlab.fileio import atomic_write
+from rnnlab.lm import LM, Cache, Dynamic, train_language_model
+from rnnlab.lm.data import read_text
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "bench" / "results"
+PTB = {"train": DATA / "ptb" / "ptb.train.txt.gz", "valid": DATA / "ptb" / "ptb.valid.txt",
+       "test": DATA / "ptb" / "ptb.test.txt"}
+WT2 = {"train": DATA / "wikitext-2" / "wiki.train.tokens.gz",
+       "valid": DATA / "wikitext-2" / "wiki.valid.tokens",
+       "test": DATA / "wikitext-2" / "wiki.test.tokens"}
+SHAKESPEARE = {"train": DATA / "tinyshakespeare" / "input.txt"}
+
+# The PTB hour: the tied 2 × 350 LSTM of the Zaremba-style 60-minute benchmark (5.47M
+# parameters, bptt 35, batch 20, lr annealed × 0.7 an epoch from the 6th), with AWD-LSTM's
+# regularisers at milder rates than for its 1150-unit model trained 500 epochs (an hour is
+# ~14 epochs: a small model, briefly trained, underfits before it overfits), its per-token loss
+# at lr 30 with clip 0.25 and variable BPTT, and 2 fine-tuning epochs that average the weights
+# (NT-ASGD itself would not trigger while the rate falls).
+PTB_HOUR = dict(
+    cell="lstm", layers=2, hidden_size=350, embed_size=350, tie_weights=True, init_range=0.05,
+    optimizer="sgd", loss="mean", lr=30.0, clip=0.25, schedule="zaremba", decay_after=5,
+    lr_decay=0.7, bptt=35, variable_bptt=True, batch_size=20, eval_batch_size=10,
+    weight_decay=1.2e-6, weight_drop=0.3, dropout_input=0.3, dropout_hidden=0.2,
+    dropout_output=0.3, dropout_words=0.05, ar=2.0, tar=1.0, asgd=False, seed=1)
+PTB_FINETUNE = 2
+
+# Each technique off in turn (the others as in the PTB hour).
+ABLATION = {
+    "all": {},
+    "no-weight-drop": {"weight_drop": 0.0},
+    "no-locked-dropout": {"dropout_input": 0.0, "dropout_hidden": 0.0, "dropout_output": 0.0},
+    "no-embedding-dropout": {"dropout_words": 0.0},
+    "no-ar-tar": {"ar": 0.0, "tar": 0.0},
+    "no-variable-bptt": {"variable_bptt": False},
+    "no-averaging": {"finetune": 0},
+}
+ABLATION_EPOCHS = 4  # 3 of training and, where averaging is on, 1 of fine-tuning
+
+# WikiText-2 (33,278 words): tied 2 × 256 with the adaptive softmax (9.6M parameters).
+WT2_HOUR = dict(PTB_HOUR, hidden_size=256, embed_size=256, decoder="adaptive", decay_after=2,
+                lr_decay=0.7)
+WT2_FINETUNE = 1
+
+# Tiny Shakespeare, characters: the 2 × 512 model of the 30-minute Adam benchmark (embedding
+# 128, untied, bptt 100, batch 64, lr 2e-3 divided by 4 when validation stalls), which ended
+# 0.25 nats/char better on its training text than on the validation tenth; here with weight
+# drop and locked dropout instead of plain dropout 0.2 (AWD-LSTM's character-level PTB model:
+# 0.5, input 0.1, between layers 0.25, output 0.1), and 2 epochs that average the weights.
+SHAKESPEARE_HALF_HOUR = dict(
+    level="char", mode="stream", split=(0.1, 0.0), cell="lstm", layers=2, hidden_size=512,
+    embed_size=128, tie_weights=False, init_range=None, optimizer="adam", lr=2e-3, clip=5.0,
+    bptt=100, batch_size=64, weight_drop=0.3, dropout_input=0.1, dropout_hidden=0.2,
+    dropout_output=0.2, seed=1)
+SHAKESPEARE_FINETUNE = 2
+
+ROWS = {  # name: (data, settings, budget in minutes, fine-tuning epochs, parameter cap)
+    "ptb": (PTB, PTB_HOUR, 60.0, PTB_FINETUNE, 6_000_000),
+    "wikitext2": (WT2, WT2_HOUR, 60.0, WT2_FINETUNE, 10_000_000),
+    "shakespeare": (SHAKESPEARE, SHAKESPEARE_HALF_HOUR, 30.0, SHAKESPEARE_FINETUNE, None),
+}
+DYNAMIC_LRS = (0.1, 0.3, 1.0)  # SGD η tried on the first fifth of the validation text
+PTB_CACHE = Cache(size=500, theta=1.0, lam=0.1)
+
+
+def say(kind: str, data: dict) -> None:
+    """Print the trainer's records and notes."""
+    if kind == "metrics":
+        print(json.dumps(data), flush=True)
+    elif kind == "note":
+        print(data["message"], flush=True)
+
+
+def history(folder: Path) -> list[dict]:
+    """The epoch records of a run folder so far."""
+    path = folder / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [r for r in map(json.loads, lines) if "epoch" in r and not r.get("partial")]
+
+
+def train_within(folder: Path, data: dict, settings: dict, budget_s: float,
+                 finetune: int) -> dict:
+    """One epoch, then as many as fit in `budget_s` seconds of training at the pace so far
+    (the last `finetune` of them fine-tuning); resumes where an earlier call stopped."""
+    inputs = {k: str(v) for k, v in data.items() if k != "train"}
+    if not (folder / "last" / "training.json").exists():
+        train_language_model(data["train"], folder, report=say, epochs=1, **inputs, **settings)
+    done = history(folder)
+    spent = sum(r["seconds"] for r in done)
+    pace = max(r["seconds"] for r in done)  # the slowest epoch so far, to stay in the budget
+    total = len(done) + max(0, math.floor((budget_s - spent) / pace))
+    result = train_language_model(None, folder, resume=True, report=say,
+                                  epochs=max(total - finetune, 1), finetune=finetune)
+    return {"params": sum(p.numel() for p in result.lm.model.parameters()),
+            "stopped": result.stopped, "test": result.test}
+
+
+def tuned_dynamic(lm: LM, valid: Path, test: Path) -> dict:
+    """Dynamic evaluation on `test` with the SGD η that did best on the first fifth of the
+    validation text."""
+    lines = read_text(valid)
+    head = lines[: len(lines) // 5]
+    tried = {}
+    for lr in DYNAMIC_LRS:
+        got = lm.evaluate(head, dynamic=Dynamic(lr=lr))
+        tried[lr] = got["dynamic"]["perplexity"]
+        print(f"dynamic η {lr}: validation head {got['perplexity']:.2f} -> {tried[lr]:.2f}",
+              flush=True)
+    lr = min(tried, key=tried.get)
+    start = time.perf_counter()
+    got = lm.evaluate(test, dynamic=Dynamic(lr=lr))
+    return {"static": got["perplexity"], "dynamic": got["dynamic"], "tried": tried,
+            "seconds": round(time.perf_counter() - start)}
+
+
+def score_row(name: str, folder: Path, data: dict, budget: float, trained: dict) -> dict:
+    """The row's records: the static test figure, and for PTB dynamic and cache."""
+    done = history(folder)
+    minutes = round(sum(r["seconds"] for r in done) / 60, 2)
+    base = {"row": name, "corpus": name.split("-")[0], "seeds": 1, "budget_minutes": budget,
+            "minutes": minutes, "params": trained["params"], "epochs": len(done),
+            "threads": torch.get_num_threads()}
+    best = min(done, key=lambda r: r["valid_loss"])
+    if "test" not in data:  # Tiny Shakespeare: the validation tenth is the figure
+        return {"records": [{**base, "dynamic": False,
+                             "valid_nats_per_char": best["valid_loss"]}]}
+    records = [{**base, "dynamic": False, "test_ppl": trained["test"]["ppl"],
+                "valid_ppl": best["valid_ppl"]}]
+    if not name.startswith("ptb"):
+        return {"records": records}
+    lm = LM.load(folder / "best")
+    dyn = tuned_dynamic(lm, data["valid"], data["test"])
+    records.append({**base, "dynamic": True, "test_ppl": dyn["dynamic"]["perplexity"],
+                    "static_one_column_ppl": dyn["static"], "rule": dyn["dynamic"]["rule"],
+                    "lr": dyn["dynamic"]["lr"], "bptt": dyn["dynamic"]["bptt"],
+                    "validation_head_ppl_by_lr": dyn["tried"],
+                    "evaluation_seconds": dyn["seconds"]})
+    cache = lm.evaluate(data["test"], cache=PTB_CACHE)
+    records.append({**base, "dynamic": False, "cache": cache["cache"],
+                    "test_ppl": cache["cache"]["perplexity"]})
+    return {"records": records}
+
+
+def curve(folder: Path) -> list[dict]:
+    """The epochs of a run, for the JSON."""
+    keep = ("epoch", "lr", "train_loss", "valid_loss", "valid_ppl", "seconds", "tokens_per_s",
+            "phase", "averaged")
+    return [{k: r[k] for k in keep if k in r} for r in history(folder)]
+
+
+def write(corpus: str, entry: str, value: dict) -> Path:
+    """Merge `value` under `entry` into bench/results/lm_<corpus>_awd.json."""
+    path = RESULTS / f"lm_{corpus}_awd.json"
+    out = json.loads(path.read_text()) if path.exists() else {}
+    out.update({"benchmark": f"lm_{corpus}_awd", "machine": platform.machine(),
+                "torch": torch.__version__, entry: value})
+    with atomic_write(path) as f:
+        f.write(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {path}")
+    return path
+
+
+def row(args) -> None:
+    """Train (or resume) a row within its budget, score it and write its records."""
+    data, settings, budget, finetune, cap = ROWS[args.which]
+    budget = args.minutes or budget
+    name = f"{args.which}-{budget:g}min"
+    folder = args.work / name
+    trained = train_within(folder, data, settings, budget * 60, finetune)
+    if cap is not None and trained["params"] > cap:
+        sys.exit(f"{trained['params']} parameters, more than {cap}")
+    result = score_row(name, folder, data, budget, trained)
+    result.update(settings=settings, finetune=finetune, curve=curve(folder),
+                  command=" ".join(["python", *sys.argv]),
+                  date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    write("ptb" if args.which == "ptb" else args.which, name, result)
+
+
+def ablation(args) -> None:
+    """Train the ablation's runs (or one, --run) for ABLATION_EPOCHS epochs; write the table."""
+    for run, change in ABLATION.items():
+        if args.run and run != args.run:
+            continue
+        settings = {**PTB_HOUR, **change}
+        finetune = settings.pop("finetune", 1)
+        folder = args.work / f"ablation-{run}"
+        if not (folder / "last" / "training.json").exists():
+            train_language_model(PTB["train"], folder, report=say, valid=str(PTB["valid"]),
+                                 test=str(PTB["test"]), epochs=ABLATION_EPOCHS - finetune,
+                                 finetune=finetune, **settings)
+    table = {}
+    for run in ABLATION:
+        folder = args.work / f"ablation-{run}"
+        lines = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()] \
+            if (folder / "metrics.jsonl").exists() else []
+        test = next((r["test_ppl"] for r in lines if "test_ppl" in r), None)
+        table[run] = {"off": ABLATION[run], "test_ppl": test, "curve": curve(folder)}
+    write("ptb", "ablation", {"epochs": ABLATION_EPOCHS, "base": PTB_HOUR, "runs": table,
+                              "threads": torch.get_num_threads(),
+                              "command": " ".join(["python", *sys.argv])})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("which", choices=[*ROWS, "ablation"])
+    parser.add_argument("--minutes", type=float, help="the training budget (default: the row's)")
+    parser.add_argument("--run", choices=list(ABLATION), help="ablation: train only this run")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/rnnlab-awd"),
+                        help="folder for the runs (outside the repository)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    ablation(args) if args.which == "ablation" else row(args)
+
+
+if __name__ == "__main__":
+    main()
