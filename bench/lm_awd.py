@@ -47,16 +47,17 @@ WT2 = {"train": DATA / "wikitext-2" / "wiki.train.tokens.gz",
        "test": DATA / "wikitext-2" / "wiki.test.tokens"}
 SHAKESPEARE = {"train": DATA / "tinyshakespeare" / "input.txt"}
 
-# The PTB hour: the tied 2 × 350 LSTM of the Zaremba-style 60-minute benchmark (5.47M
-# parameters, bptt 35, batch 20, lr annealed × 0.7 an epoch from the 6th), with AWD-LSTM's
-# regularisers at milder rates than for its 1150-unit model trained 500 epochs (an hour is
-# ~14 epochs: a small model, briefly trained, underfits before it overfits), its per-token loss
-# at lr 30 with clip 0.25 and variable BPTT, and 2 fine-tuning epochs that average the weights
-# (NT-ASGD itself would not trigger while the rate falls).
+# The PTB hour: the tied 2 × 350 LSTM of the Zaremba-style 60-minute benchmark (bptt 35, batch
+# 20, lr annealed × 0.7 an epoch), with AWD-LSTM's regularisers at milder rates than for its
+# 1150-unit model trained 500 epochs (an hour is ~12 epochs: a small model, briefly trained,
+# underfits before it overfits), its per-token loss at lr 30 with clip 0.25 and variable BPTT,
+# and 2 fine-tuning epochs that average the weights (NT-ASGD itself would not trigger while the
+# rate falls). The adaptive softmax (head: the words covering 85 % of the tokens) makes a step
+# 1.6 times faster on this machine (3,543 against 2,157 tokens/s, 2 threads; 5.60M parameters).
 PTB_HOUR = dict(
     cell="lstm", layers=2, hidden_size=350, embed_size=350, tie_weights=True, init_range=0.05,
-    optimizer="sgd", loss="mean", lr=30.0, clip=0.25, schedule="zaremba", decay_after=5,
-    lr_decay=0.7, bptt=35, variable_bptt=True, batch_size=20, eval_batch_size=10,
+    decoder="adaptive", optimizer="sgd", loss="mean", lr=30.0, clip=0.25, schedule="zaremba",
+    decay_after=4, lr_decay=0.7, bptt=35, variable_bptt=True, batch_size=20, eval_batch_size=10,
     weight_decay=1.2e-6, weight_drop=0.3, dropout_input=0.3, dropout_hidden=0.2,
     dropout_output=0.3, dropout_words=0.05, ar=2.0, tar=1.0, asgd=False, seed=1)
 PTB_FINETUNE = 2
@@ -74,8 +75,7 @@ ABLATION = {
 ABLATION_EPOCHS = 4  # 3 of training and, where averaging is on, 1 of fine-tuning
 
 # WikiText-2 (33,278 words): tied 2 × 256 with the adaptive softmax (9.6M parameters).
-WT2_HOUR = dict(PTB_HOUR, hidden_size=256, embed_size=256, decoder="adaptive", decay_after=2,
-                lr_decay=0.7)
+WT2_HOUR = dict(PTB_HOUR, hidden_size=256, embed_size=256, decay_after=2)
 WT2_FINETUNE = 1
 
 # Tiny Shakespeare, characters: the 2 × 512 model of the 30-minute Adam benchmark (embedding
