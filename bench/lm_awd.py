@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 
 import torch
+from lm_ptb import FILES as PTB
+from lm_ptb import count_params, say
 
 from rnnlab.fileio import atomic_write
 from rnnlab.lm import LM, Cache, Dynamic, train_language_model
@@ -40,8 +42,6 @@ from rnnlab.lm.data import read_text
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results"
-PTB = {"train": DATA / "ptb" / "ptb.train.txt.gz", "valid": DATA / "ptb" / "ptb.valid.txt",
-       "test": DATA / "ptb" / "ptb.test.txt"}
 WT2 = {"train": DATA / "wikitext-2" / "wiki.train.tokens.gz",
        "valid": DATA / "wikitext-2" / "wiki.valid.tokens",
        "test": DATA / "wikitext-2" / "wiki.test.tokens"}
@@ -99,14 +99,6 @@ DYNAMIC_LRS = (0.1, 0.3, 1.0)  # SGD η tried on the first fifth of the validati
 PTB_CACHE = Cache(size=500, theta=1.0, lam=0.1)
 
 
-def say(kind: str, data: dict) -> None:
-    """Print the trainer's records and notes."""
-    if kind == "metrics":
-        print(json.dumps(data), flush=True)
-    elif kind == "note":
-        print(data["message"], flush=True)
-
-
 def history(folder: Path) -> list[dict]:
     """The epoch records of a run folder so far."""
     path = folder / "metrics.jsonl"
@@ -127,7 +119,7 @@ def train_within(folder: Path, data: dict, settings: dict, budget_s: float,
     total = len(done) + max(0, math.floor((budget_s - spent) / pace))
     result = train_language_model(None, folder, resume=True, report=say,
                                   epochs=max(total - finetune, 1), finetune=finetune)
-    return {"params": sum(p.numel() for p in result.lm.model.parameters()),
+    return {"params": count_params(result.lm.model),
             "stopped": result.stopped, "test": result.test}
 
 
