@@ -3,6 +3,7 @@
     python bench/store.py make            # build the 0.5, 1.5 and 5 GB corpora under --work
     python bench/store.py run             # measure them (about 40 minutes here, alone)
     python bench/store.py clean           # delete the generated corpora and stores
+    python bench/store.py speed           # only word2vec from the store against the text
     python bench/store.py run --sizes 0.05 --quick   # a smoke test in a few minutes
 
 The corpora concatenate the English benchmark corpora (WikiText-2 train, War and Peace, the
@@ -26,6 +27,7 @@ import os
 import platform
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -157,25 +159,50 @@ def run_size(work: Path, size: float) -> dict:
     return row
 
 
-def embed_speed(work: Path, size: float) -> dict:
+def embed_speed(work: Path, size: float, repeats: int) -> dict:
     """word2vec words/s (the epoch's own figure: training time only) of `rnnlab embed` with its
-    defaults for one epoch, from a text in memory and from its store."""
+    defaults for one epoch, from a text in memory and from its store, in alternation
+    (`repeats` pairs); the median of the pairs' ratios."""
     text, store = work / "speed.txt", work / "speed-store"
     with open(work / f"corpus-{size:g}GB.txt", "rb") as f:
         head = f.read(SPEED_BYTES)
     text.write_bytes(head[: head.rfind(b"\n") + 1])
     measure(rnnlab("prepare", str(text), "-o", str(store), "--overwrite", "--quiet"))
-    out = {"text_bytes": text.stat().st_size}
-    for name, source, extra in (("text", text, ["--store", "never"]), ("store", store, [])):
-        vectors = work / f"speed-{name}-vectors"
-        run = measure(rnnlab("embed", str(source), "-o", str(vectors), "--overwrite",
-                             "--no-progress", "--epochs", "1", *extra))
-        run["train_words_per_s"] = json.loads((vectors / "config.json").read_text()
-                                              )["loss_history"][-1]["words_per_s"]
-        out[name] = run
-    out["ratio_store_to_text"] = round(out["store"]["train_words_per_s"]
-                                       / out["text"]["train_words_per_s"], 4)
+    runs = {"text": [], "store": []}
+    for _ in range(repeats):
+        for name, source, extra in (("text", text, ["--store", "never"]), ("store", store, [])):
+            vectors = work / f"speed-{name}-vectors"
+            run = measure(rnnlab("embed", str(source), "-o", str(vectors), "--overwrite",
+                                 "--no-progress", "--epochs", "1", *extra))
+            run["train_words_per_s"] = json.loads((vectors / "config.json").read_text()
+                                                  )["loss_history"][-1]["words_per_s"]
+            print(f"embed from the {name}: {run['train_words_per_s']:,} words/s, "
+                  f"{run['seconds']} s", flush=True)
+            runs[name].append(run)
+    ratios = [s["train_words_per_s"] / t["train_words_per_s"]
+              for t, s in zip(runs["text"], runs["store"])]
+    out = {"text_bytes": text.stat().st_size, "repeats": repeats}
+    for name, got in runs.items():
+        out[name] = {"train_words_per_s": [r["train_words_per_s"] for r in got],
+                     "seconds": [r["seconds"] for r in got],
+                     "median_words_per_s": statistics.median(r["train_words_per_s"] for r in got),
+                     "median_seconds": statistics.median(r["seconds"] for r in got),
+                     "peak_tree_rss_mb": max(r["peak_tree_rss_mb"] for r in got)}
+    out["ratios_store_to_text"] = [round(r, 4) for r in ratios]
+    out["ratio_store_to_text"] = round(statistics.median(ratios), 4)
     return out
+
+
+def speed(args: argparse.Namespace) -> None:
+    """The word2vec comparison alone, merged into the results' `embed_speed`."""
+    got = embed_speed(args.work, args.sizes[0], args.repeats)
+    print(json.dumps(got, indent=2))
+    if not args.quick:
+        path = RESULTS / "store.json"
+        result = json.loads(path.read_text())
+        result["embed_speed"] = got
+        with atomic_write(path) as f:
+            f.write(json.dumps(result, indent=2) + "\n")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -189,7 +216,7 @@ def run(args: argparse.Namespace) -> None:
         "alone": True, "load_average_start": os.getloadavg()[0],
         "embed_settings": EMBED, "train_settings": TRAIN, "sizes": rows,
         "peak_growth_smallest_to_largest": growth,
-        "embed_speed": embed_speed(args.work, args.sizes[0]),
+        "embed_speed": embed_speed(args.work, args.sizes[0], args.repeats),
     }
     if not args.quick:
         with atomic_write(RESULTS / "store.json") as f:
@@ -199,17 +226,21 @@ def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("action", choices=["make", "run", "clean"])
+    parser.add_argument("action", choices=["make", "run", "speed", "clean"])
     parser.add_argument("--work", type=Path, default=Path("/tmp/rnnlab-bench/store"))
     parser.add_argument("--sizes", type=float, nargs="+", default=[0.5, 1.5, 5.0])
     parser.add_argument("--quick", action="store_true", help="do not write the results")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="word2vec speed: pairs of runs (text, store) in alternation")
     args = parser.parse_args()
     if args.action == "clean":
         shutil.rmtree(args.work, ignore_errors=True)
         return
-    make(args.work, args.sizes)
+    make(args.work, args.sizes[:1] if args.action == "speed" else args.sizes)
     if args.action == "run":
         run(args)
+    elif args.action == "speed":
+        speed(args)
 
 
 if __name__ == "__main__":

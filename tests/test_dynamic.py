@@ -140,6 +140,23 @@ def test_rms_evaluation_with_a_training_text(tmp_path):
     assert r["dynamic"]["loss"] != r["loss"]
 
 
+def test_statistics_computed_once_give_the_same_figures(tmp_path):
+    lm = tiny_lm()
+    (tmp_path / "train.txt").write_text("\n".join(random_lines(6, 50)) + "\n")
+    seen = []
+    rms = lm.gradient_rms(tmp_path / "train.txt", progress=lambda d, t: seen.append((d, t)))
+    encoded = lm.pipeline.encode(random_lines(6, 50), lm.vocab)
+    direct = gradient_rms(lm.model, encoded, "stream", lm.pipeline.start_ids(lm.vocab), 5)
+    assert all(torch.equal(a, b) for a, b in zip(rms, direct)) and seen[-1][0] == seen[-1][1]
+    text = random_lines(7)
+    reread = lm.evaluate(text, dynamic=Dynamic(lr=3e-4, stats=tmp_path / "train.txt"))
+    reused = lm.evaluate(text, dynamic=Dynamic(lr=3e-4, stats=rms))
+    assert reused["dynamic"]["rule"] == "rms"
+    assert reused["dynamic"]["loss"] == pytest.approx(reread["dynamic"]["loss"], abs=1e-12)
+    with pytest.raises(RnnlabError, match="not this model's"):
+        tiny_lm().evaluate(text, dynamic=Dynamic(stats=rms[:-1]))
+
+
 @pytest.mark.parametrize("settings, needle", [
     (Dynamic(lr=-1), "--dynamic-lr"), (Dynamic(lr=float("nan")), "--dynamic-lr"),
     (Dynamic(decay=1.5), "--dynamic-decay"), (Dynamic(bptt=-2), "--dynamic-bptt"),

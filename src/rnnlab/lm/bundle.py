@@ -37,6 +37,31 @@ from rnnlab.text.vocab import EOS, Vocabulary
 DEFAULT_EVAL_COLUMNS = 10  # training's default eval_batch_size; used when a folder names none
 
 
+def _computed(stats) -> bool:
+    """Whether Dynamic's `stats` are statistics already computed (LM.gradient_rms), not a text."""
+    return isinstance(stats, list) and bool(stats) and isinstance(stats[0], torch.Tensor)
+
+
+def _trained(model) -> list[torch.Tensor]:
+    """The weights that dynamic evaluation adapts."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _counting(progress: Callable[[int, int], None] | None,
+              total: int) -> Callable[[int], None] | None:
+    """A callback that adds up the tokens read and reports progress(done, total)."""
+    if progress is None:
+        return None
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        progress(done, total)
+
+    return advance
+
+
 @dataclass
 class Activations:
     """What each layer holds after reading each token: `tokens` (as the model saw them, the
@@ -145,19 +170,13 @@ class LM:
         settings = dynamic.resolved(self.pipeline.level) if dynamic is not None else None
         encoded, oov = self._encode(source, encoding, errors)
         mode, context = self.pipeline.mode, self.pipeline.start_ids(self.vocab)
-        stats = None
-        if settings is not None and settings.stats is not None:
+        stats = None  # a training text to read for the RMS rule's statistics
+        if settings is not None and settings.stats is not None and not _computed(settings.stats):
             stats, _ = self._encode(settings.stats, encoding, errors)
         passes = 1 if settings is None and cache is None else 2
-        total_targets, done = passes * evaluation.count_targets(encoded, mode), 0
+        total_targets = passes * evaluation.count_targets(encoded, mode)
         total_targets += evaluation.count_targets(stats, mode) if stats is not None else 0
-
-        def advance(n: int) -> None:
-            nonlocal done
-            done += n
-            progress(done, total_targets)
-
-        step = advance if progress else None
+        step = _counting(progress, total_targets)
         columns = (batch_size or self.eval_batch_size) if passes == 1 else 1
         block = settings.bptt if settings is not None else evaluation.EVAL_BPTT
         total, count = evaluation.loss_sums(self.model, encoded, mode, context, columns,
@@ -170,14 +189,29 @@ class LM:
             return {**result, "cache": {**self._summary(total, count), **named}}
         if settings is None:
             return result
-        rms = None if stats is None else gradient_rms(self.model, stats, mode, context,
-                                                      settings.bptt, step)
+        rms = settings.stats if _computed(settings.stats) else None
+        if stats is not None:
+            rms = gradient_rms(self.model, stats, mode, context, settings.bptt, step)
+        elif rms is not None and [r.shape for r in rms] != [p.shape for p in _trained(self.model)]:
+            raise RnnlabError("the gradient statistics are not this model's")
         adapter = Adapter(self.model, settings, rms)
         total, count = evaluation.loss_sums(adapter.model, encoded, mode, context, 1,
                                             progress=step, block=settings.bptt, learn=adapter)
         rule = {"rule": "rms" if rms else "sgd", "lr": settings.lr, "decay": settings.decay,
                 "bptt": settings.bptt}
         return {**result, "dynamic": {**self._summary(total, count), **rule}}
+
+    def gradient_rms(self, source: str | Path | Iterable[str], bptt: int | None = None,
+                     encoding: str = "utf-8", errors: str = "strict",
+                     progress: Callable[[int, int], None] | None = None) -> list[torch.Tensor]:
+        """The RMS rule's √MS of a training text, to pass as `Dynamic(stats=...)` to several
+        evaluations (tuning η, say) without reading the text each time; `bptt`: the segments'
+        length, as the evaluation's (default: Dynamic's)."""
+        bptt = Dynamic(bptt=bptt).resolved(self.pipeline.level).bptt
+        encoded, _ = self._encode(source, encoding, errors)
+        step = _counting(progress, evaluation.count_targets(encoded, self.pipeline.mode))
+        return gradient_rms(self.model, encoded, self.pipeline.mode,
+                            self.pipeline.start_ids(self.vocab), bptt, step)
 
     def _encode(self, source: str | Path | Iterable[str], encoding: str,
                 errors: str) -> tuple[list, int]:

@@ -45,13 +45,14 @@ STATS_COLUMNS = 100  # columns of the training text read side by side for MS, as
 class Dynamic:
     """Settings of a dynamic evaluation (see the module's docstring). `lr` (η) and `decay` (λ)
     default to the rule's values: SGD η = 0.1, λ = 0; RMS (with `stats`, the training text:
-    a path or lines) η = 1e-4, λ = 0.02. `bptt` defaults to 5 tokens (words), 20 (characters)."""
+    a path or lines, or its statistics from LM.gradient_rms) η = 1e-4, λ = 0.02. `bptt`
+    defaults to 5 tokens (words), 20 (characters)."""
 
     lr: float | None = None
     decay: float | None = None
     bptt: int | None = None
     epsilon: float = 2e-5
-    stats: str | Path | Iterable[str] | None = None
+    stats: str | Path | Iterable[str] | list[Tensor] | None = None
 
     def resolved(self, level: str) -> Dynamic:
         """These settings with every default filled in; RnnlabError for a value out of range."""
