@@ -181,3 +181,12 @@ def test_cli_prints_both_figures(tmp_path, capsys):
 
     r = json.loads(capsys.readouterr().out)
     assert r["dynamic"]["perplexity"] < r["perplexity"] and r["tokens"] == 140
+
+
+def test_a_step_too_large_is_refused_with_a_hint_and_leaves_the_model_alone():
+    lm = tiny_lm()
+    before = [p.detach().clone() for p in lm.model.parameters()]
+    with pytest.raises(RnnlabError, match=r"diverged at η 1e\+30 .*--dynamic-lr"):
+        lm.evaluate(random_lines(7), dynamic=Dynamic(lr=1e30))
+    assert all(torch.equal(a, b) for a, b in zip(before, lm.model.parameters()))
+    assert lm.evaluate(random_lines(7), dynamic=Dynamic(lr=1e-3))["dynamic"]["loss"] < 10

@@ -29,7 +29,7 @@ from rnnlab.lm.dynamic import Adapter, Dynamic, gradient_rms
 from rnnlab.lm.forms import FormDecoder, make_form
 from rnnlab.lm.generate import sample_ids
 from rnnlab.lm.model import LanguageModel
-from rnnlab.lm.score import SentenceScore, TokenScore, check_logits, check_loss, score_ids
+from rnnlab.lm.score import MAX_LOSS, SentenceScore, TokenScore, check_logits, check_loss, score_ids
 from rnnlab.text.pipeline import TextPipeline
 from rnnlab.text.script import check_script, converter, model_script
 from rnnlab.text.vocab import EOS, Vocabulary
@@ -173,6 +173,9 @@ class LM:
         stats = None  # a training text to read for the RMS rule's statistics
         if settings is not None and settings.stats is not None and not _computed(settings.stats):
             stats, _ = self._encode(settings.stats, encoding, errors)
+        rms = settings.stats if settings is not None and _computed(settings.stats) else None
+        if rms is not None and [r.shape for r in rms] != [p.shape for p in _trained(self.model)]:
+            raise RnnlabError("the gradient statistics are not this model's")
         passes = 1 if settings is None and cache is None else 2
         total_targets = passes * evaluation.count_targets(encoded, mode)
         total_targets += evaluation.count_targets(stats, mode) if stats is not None else 0
@@ -189,14 +192,15 @@ class LM:
             return {**result, "cache": {**self._summary(total, count), **named}}
         if settings is None:
             return result
-        rms = settings.stats if _computed(settings.stats) else None
         if stats is not None:
             rms = gradient_rms(self.model, stats, mode, context, settings.bptt, step)
-        elif rms is not None and [r.shape for r in rms] != [p.shape for p in _trained(self.model)]:
-            raise RnnlabError("the gradient statistics are not this model's")
         adapter = Adapter(self.model, settings, rms)
         total, count = evaluation.loss_sums(adapter.model, encoded, mode, context, 1,
                                             progress=step, block=settings.bptt, learn=adapter)
+        if not total / count <= MAX_LOSS:  # NaN too: the steps blew the copy's weights up
+            raise RnnlabError(f"dynamic evaluation diverged at η {settings.lr:g} (the adapted "
+                              f"copy overflowed; the model is unchanged): try a smaller "
+                              f"--dynamic-lr")
         rule = {"rule": "rms" if rms else "sgd", "lr": settings.lr, "decay": settings.decay,
                 "bptt": settings.bptt}
         return {**result, "dynamic": {**self._summary(total, count), **rule}}
