@@ -25,7 +25,7 @@ from rnnlab.lm import evaluation
 from rnnlab.lm.cache import Cache, Cached
 from rnnlab.lm.checkpoint import load_weights, model_folder, read_config, save_model
 from rnnlab.lm.data import read_text
-from rnnlab.lm.dynamic import Adapter, Dynamic, gradient_rms
+from rnnlab.lm.dynamic import Adapter, Dynamic, check_stats, gradient_rms
 from rnnlab.lm.forms import FormDecoder, make_form
 from rnnlab.lm.generate import sample_ids
 from rnnlab.lm.model import LanguageModel
@@ -35,16 +35,6 @@ from rnnlab.text.script import check_script, converter, model_script
 from rnnlab.text.vocab import EOS, Vocabulary
 
 DEFAULT_EVAL_COLUMNS = 10  # training's default eval_batch_size; used when a folder names none
-
-
-def _computed(stats) -> bool:
-    """Whether Dynamic's `stats` are statistics already computed (LM.gradient_rms), not a text."""
-    return isinstance(stats, list) and bool(stats) and isinstance(stats[0], torch.Tensor)
-
-
-def _trained(model) -> list[torch.Tensor]:
-    """The weights that dynamic evaluation adapts."""
-    return [p for p in model.parameters() if p.requires_grad]
 
 
 def _counting(progress: Callable[[int, int], None] | None,
@@ -170,12 +160,12 @@ class LM:
         settings = dynamic.resolved(self.pipeline.level) if dynamic is not None else None
         encoded, oov = self._encode(source, encoding, errors)
         mode, context = self.pipeline.mode, self.pipeline.start_ids(self.vocab)
+        rms = settings.computed() if settings is not None else None
+        if rms is not None:
+            check_stats(self.model, rms)
         stats = None  # a training text to read for the RMS rule's statistics
-        if settings is not None and settings.stats is not None and not _computed(settings.stats):
+        if settings is not None and settings.stats is not None and rms is None:
             stats, _ = self._encode(settings.stats, encoding, errors)
-        rms = settings.stats if settings is not None and _computed(settings.stats) else None
-        if rms is not None and [r.shape for r in rms] != [p.shape for p in _trained(self.model)]:
-            raise RnnlabError("the gradient statistics are not this model's")
         passes = 1 if settings is None and cache is None else 2
         total_targets = passes * evaluation.count_targets(encoded, mode)
         total_targets += evaluation.count_targets(stats, mode) if stats is not None else 0

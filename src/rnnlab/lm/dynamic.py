@@ -64,6 +64,22 @@ class Dynamic:
         check(out.lr, out.decay, out.bptt, out.epsilon)
         return out
 
+    def computed(self) -> list[Tensor] | None:
+        """`stats` when they are statistics already computed (LM.gradient_rms), not a text."""
+        stats = self.stats
+        return stats if isinstance(stats, list) and stats and isinstance(stats[0], Tensor) else None
+
+
+def adapted(model) -> list[Tensor]:
+    """The weights that dynamic evaluation adapts and measures: every trainable one."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def check_stats(model, rms: list[Tensor]) -> None:
+    """RnnlabError unless `rms` has one tensor per adapted weight of `model`, of its shape."""
+    if [r.shape for r in rms] != [p.shape for p in adapted(model)]:
+        raise RnnlabError("the gradient statistics are not this model's")
+
 
 def check(lr: float | None, decay: float | None, bptt: int | None, epsilon: float = 2e-5) -> None:
     """RnnlabError unless η ≥ 0, 0 ≤ λ ≤ 1, bptt ≥ 1 and ε > 0 (None: the default)."""
@@ -99,7 +115,7 @@ def gradient_rms(model, encoded: Sequence, mode: str, context: list[int], bptt: 
                  progress: Callable[[int], None] | None = None) -> list[Tensor]:
     """√MS for each trainable weight: the root mean square of ∇L over the batches of a text."""
     device = next(model.parameters()).device
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = adapted(model)
     sums = [torch.zeros_like(p) for p in params]
     was_training, batches, state = model.training, 0, None
     model.eval()  # no dropout: the gradients are those of the model that will be adapted
@@ -132,7 +148,7 @@ class Adapter:
 
     def __init__(self, model, settings: Dynamic, rms: list[Tensor] | None = None) -> None:
         self.model = copy.deepcopy(model)
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.params = adapted(self.model)
         self.start = [p.detach().clone() for p in self.params]
         self.lr = settings.lr
         if rms is None:  # SGD: every weight alike
