@@ -8,6 +8,7 @@ from rnnlab.cells import (
     CoupledLSTMCell,
     GRUCell,
     LSTMCell,
+    MogrifierLSTMCell,
     PeepholeLSTMCell,
     RNNCell,
     make_cell,
@@ -108,7 +109,40 @@ def test_gru_resets_before_the_product():
     assert torch.allclose(h_new, (1 - z) * h + z * h_tilde) and torch.equal(h_new, state)
 
 
-@pytest.mark.parametrize("cls", [LSTMCell, PeepholeLSTMCell])
+def test_mogrifier_gates_x_and_h_in_turn_then_steps_the_lstm():
+    cell = MogrifierLSTMCell(X, H, rounds=5).double()
+    assert cell.Q.shape == (3, X, H) and cell.R.shape == (2, H, X)
+    x, (h, C) = inputs(True)
+    Q1, Q3, Q5 = cell.Q
+    R2, R4 = cell.R
+    x1 = 2 * σ(h @ Q1.T) * x
+    h2 = 2 * σ(x1 @ R2.T) * h
+    x3 = 2 * σ(h2 @ Q3.T) * x1
+    h4 = 2 * σ(x3 @ R4.T) * h2
+    x5 = 2 * σ(h4 @ Q5.T) * x3
+    lstm = LSTMCell(X, H).double()
+    with torch.no_grad():
+        lstm.W.copy_(cell.W)
+        lstm.b.copy_(cell.b)
+    h_new, (h_state, C_state) = cell(x, (h, C))
+    h_lstm, (_, C_lstm) = lstm(x5, (h4, C))
+    assert torch.allclose(h_new, h_lstm) and torch.allclose(C_state, C_lstm)
+    assert torch.equal(h_new, h_state) and not torch.allclose(h_new, lstm(x, (h, C))[0])
+
+
+def test_mogrifier_without_rounds_is_the_lstm():
+    cell = MogrifierLSTMCell(X, H, rounds=0).double()
+    lstm = LSTMCell(X, H).double()
+    with torch.no_grad():
+        lstm.W.copy_(cell.W)
+        lstm.b.copy_(cell.b)
+    x, state = inputs(True)
+    assert torch.equal(cell(x, state)[0], lstm(x, state)[0])
+    with pytest.raises(RnnlabError, match="rounds"):
+        MogrifierLSTMCell(X, H, rounds=-1)
+
+
+@pytest.mark.parametrize("cls", [LSTMCell, PeepholeLSTMCell, MogrifierLSTMCell])
 def test_forget_bias_default_is_one(cls):
     cell = cls(X, H)
     assert torch.equal(cell.b[H : 2 * H], torch.ones(H))

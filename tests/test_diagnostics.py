@@ -14,7 +14,8 @@ from rnnlab.errors import RnnlabError
 from rnnlab.recurrent import Recurrent
 
 CELLS = [("rnn", {}), ("rnn-relu", {}), ("rnn", {"nonlinearity": "linear"}), ("lstm", {}),
-         ("peephole", {}), ("peephole", {"diagonal": True}), ("coupled", {}), ("gru", {})]
+         ("peephole", {}), ("peephole", {"diagonal": True}), ("coupled", {}), ("gru", {}),
+         ("mogrifier", {})]
 
 
 @pytest.fixture(autouse=True)
@@ -129,10 +130,12 @@ def test_recomputed_gates_match_the_reference_forward(cell_type, options):
     torch_state = tuple(map(torch.tensor, state0)) if isinstance(state0, tuple) \
         else torch.tensor(state0)
     gates = dg.gate_activations(cell, torch.tensor(x[0]), torch_state)
-    expected = {"lstm": {"i": cache[2], "f": cache[3], "o": cache[5]},
-                "peephole": {"i": cache[2], "f": cache[3], "o": cache[5]},
-                "coupled": {"f": cache[2], "i": 1 - cache[2], "o": cache[4]},
-                "gru": {"z": cache[3], "r": cache[4]}}[name]
+    c = cache[1] if name == "mogrifier" else cache  # the Mogrifier's: its LSTM step's
+    expected = {"lstm": {"i": c[2], "f": c[3], "o": c[5]},
+                "mogrifier": {"i": c[2], "f": c[3], "o": c[5]},
+                "peephole": {"i": c[2], "f": c[3], "o": c[5]},
+                "coupled": {"f": c[2], "i": 1 - c[2], "o": c[4]},
+                "gru": {"z": c[3], "r": c[4]}}[name]
     assert set(gates) == set(expected)
     for g, value in expected.items():
         np.testing.assert_allclose(gates[g].numpy(), value, atol=1e-12)
@@ -145,7 +148,7 @@ def test_rescaling_sets_every_recurrent_radius(cell_type, options):
     dg.set_recurrent_radius(cell, 1.7)
     blocks = dg.recurrent_matrices(cell)
     assert len(blocks) == {"rnn": 1, "rnn-relu": 1, "lstm": 4, "peephole": 7, "coupled": 3,
-                           "gru": 3}[cell_type]
+                           "gru": 3, "mogrifier": 4}[cell_type]
     assert all(dg.spectral_radius(m) == pytest.approx(1.7, rel=1e-5) for m in blocks)
     assert dg.recurrent_radius(cell) == pytest.approx(1.7, rel=1e-5)
     # the input columns are untouched

@@ -7,8 +7,9 @@ from rnnlab import fused
 from rnnlab.cells import make_cell
 from rnnlab.recurrent import Recurrent, run_cell
 
-CASES = [("coupled", {}), ("gru", {}), ("peephole", {"diagonal": True}), ("peephole", {"diagonal": False})]
-IDS = ["coupled", "gru", "peephole-diagonal", "peephole-full"]
+CASES = [("coupled", {}), ("gru", {}), ("peephole", {"diagonal": True}), ("peephole", {"diagonal": False}),
+         ("mogrifier", {}), ("mogrifier", {"rounds": 2})]
+IDS = ["coupled", "gru", "peephole-diagonal", "peephole-full", "mogrifier", "mogrifier-2"]
 
 
 def _flat(state):
@@ -106,7 +107,8 @@ def test_gradcheck(cell_type, options, with_lengths):
              for _ in range(2 if cell.has_cell_state else 1)]
     lengths = torch.tensor([4, 1, 3]) if with_lengths else None
     params = [p.detach().requires_grad_() for p in cell.parameters()]
-    layer = {"coupled": fused._CoupledLayer, "gru": fused._GRULayer, "peephole": fused._PeepholeLayer}
+    layer = {"coupled": fused._CoupledLayer, "gru": fused._GRULayer, "peephole": fused._PeepholeLayer,
+             "mogrifier": fused._MogrifierLayer}
 
     def run(x, *tensors):  # the cell's parameters enter as explicit inputs, as in the layers
         return layer[cell_type].apply(x, *tensors, lengths)

@@ -17,7 +17,7 @@ def model(cell="lstm", **kw):
 
 
 @pytest.mark.parametrize("cell, decoder", [
-    ("rnn", {}), ("lstm", {}), ("peephole", {}), ("coupled", {}), ("gru", {}),
+    ("rnn", {}), ("lstm", {}), ("peephole", {}), ("coupled", {}), ("gru", {}), ("mogrifier", {}),
     ("lstm", dict(decoder="adaptive", cutoffs=[5, 12])),
     ("gru", dict(decoder="adaptive", cutoffs=[3], tie_weights=False)),
 ])

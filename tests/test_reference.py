@@ -18,6 +18,8 @@ CONFIGS = {  # reference name: make_cell arguments
     "peephole-diagonal": ("peephole", {"diagonal": True}),
     "coupled": ("coupled", {}),
     "gru": ("gru", {}),
+    "mogrifier": ("mogrifier", {"rounds": 5}),
+    "mogrifier-4": ("mogrifier", {"rounds": 4}),
 }
 T, B, I, H = 8, 3, 3, 4
 
@@ -99,7 +101,8 @@ def test_params_from_cell_are_float64_copies(name):
     for n, p in cell.named_parameters():
         assert params[n].dtype == np.float64 and params[n].shape == tuple(p.shape)
         np.testing.assert_array_equal(params[n], p.detach().numpy())
-    expected = {"peephole-full": "peephole", "peephole-diagonal": "peephole"}.get(name, name)
+    expected = {"peephole-full": "peephole", "peephole-diagonal": "peephole",
+                "mogrifier-4": "mogrifier"}.get(name, name)
     assert cell.cell_type == expected
 
 
@@ -157,7 +160,7 @@ def test_gradient_without_final_state_term():
     assert rel_error(grads["W"], want["W"]) < 1e-9 and rel_error(dx, want_dx) < 1e-9
 
 
-@pytest.mark.parametrize("name", ["rnn", "lstm", "peephole-full", "coupled", "gru"])
+@pytest.mark.parametrize("name", ["rnn", "lstm", "peephole-full", "coupled", "gru", "mogrifier"])
 @pytest.mark.parametrize("k", [1, 3, 4])
 def test_truncated_bptt_matches_autograd_with_detached_state(name, k):
     cell, x, state0, dh, dstate = make_problem(name, steps=10)

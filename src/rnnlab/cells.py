@@ -23,7 +23,7 @@ from rnnlab.errors import RnnlabError
 
 State = Tensor | tuple[Tensor, Tensor]
 
-CELL_TYPES = ("rnn", "rnn-relu", "lstm", "peephole", "coupled", "gru")
+CELL_TYPES = ("rnn", "rnn-relu", "lstm", "peephole", "coupled", "gru", "mogrifier")
 
 
 def map_state(fn: Callable[..., Tensor], state: State, *others: State) -> State:
@@ -192,6 +192,44 @@ class CoupledLSTMCell(Cell):
         return h, (h, C)
 
 
+class MogrifierLSTMCell(LSTMCell):
+    """Mogrifier LSTM (Melis, Kočiský and Blunsom 2020): before the LSTM step, x_t and h_{t-1}
+    gate each other in turn for `rounds` rounds, then the standard LSTM takes the results.
+
+    Round j = 1, 2, …, r (x^0 = x_t, h^0 = h_{t-1}; each round changes one of the two):
+        odd j:   x^j = 2σ(Q^j h^{j-1}) * x^{j-2}
+        even j:  h^j = 2σ(R^j x^{j-1}) * h^{j-2}
+    Q (its (r+1)//2 matrices, I×H, stacked) and R (r//2 matrices, H×I) have no bias; the factor
+    2 makes a gate of 0.5 leave its input as it is. rounds=0 is the plain LSTM.
+    """
+
+    cell_type = "mogrifier"
+
+    def __init__(self, input_size: int, hidden_size: int, rounds: int = 5,
+                 forget_bias: float = 1.0) -> None:
+        if rounds < 0:
+            raise RnnlabError(f"rounds must be 0 or more, got {rounds}")
+        super().__init__(input_size, hidden_size, forget_bias)
+        self.rounds = rounds
+        self.Q = nn.Parameter(torch.empty((rounds + 1) // 2, input_size, hidden_size))
+        self.R = nn.Parameter(torch.empty(rounds // 2, hidden_size, input_size))
+        self.reset_parameters()
+
+    def mogrify(self, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        """x_t and h_{t-1} after the rounds of mutual gating."""
+        for j in range(1, self.rounds + 1):
+            if j % 2:
+                x = 2 * torch.sigmoid(h @ self.Q[j // 2].T) * x  # x^j = 2σ(Q^j h^{j-1}) * x^{j-2}
+            else:
+                h = 2 * torch.sigmoid(x @ self.R[j // 2 - 1].T) * h  # h^j = 2σ(R^j x^{j-1}) * h^{j-2}
+        return x, h
+
+    def forward(self, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        h, C = state
+        x, h = self.mogrify(x, h)
+        return super().forward(x, (h, C))
+
+
 class GRUCell(Cell):
     """GRU as the lecture writes it: the reset gate acts on h_{t-1} before the product.
 
@@ -226,12 +264,12 @@ def check_cell_type(cell_type: str) -> None:
 
 
 def make_cell(cell_type: str, input_size: int, hidden_size: int, **options) -> Cell:
-    """Build a cell by its name: rnn, rnn-relu, lstm, peephole, coupled or gru."""
+    """Build a cell by its name: rnn, rnn-relu, lstm, peephole, coupled, gru or mogrifier."""
     check_cell_type(cell_type)
     if cell_type == "rnn":
         return RNNCell(input_size, hidden_size, options.pop("nonlinearity", "tanh"), **options)
     if cell_type == "rnn-relu":
         return RNNCell(input_size, hidden_size, "relu", **options)
     classes = {"lstm": LSTMCell, "peephole": PeepholeLSTMCell, "coupled": CoupledLSTMCell,
-               "gru": GRUCell}
+               "gru": GRUCell, "mogrifier": MogrifierLSTMCell}
     return classes[cell_type](input_size, hidden_size, **options)

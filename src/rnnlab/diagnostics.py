@@ -35,6 +35,7 @@ from rnnlab.cells import (
     CoupledLSTMCell,
     GRUCell,
     LSTMCell,
+    MogrifierLSTMCell,
     PeepholeLSTMCell,
     RNNCell,
     make_cell,
@@ -110,6 +111,8 @@ def gate_activations(cell: Cell, x: Tensor, state) -> dict[str, Tensor]:
         z, r = torch.sigmoid(torch.cat([state, x], 1) @ cell.W_zr.T + cell.b_zr).chunk(2, 1)
         return {"z": z, "r": r}
     h, C_prev = state
+    if isinstance(cell, MogrifierLSTMCell):  # its gates see x_t and h_{t-1} after the rounds
+        x, h = cell.mogrify(x, h)
     pre = torch.cat([h, x], 1) @ cell.W.T + cell.b
     if isinstance(cell, CoupledLSTMCell):
         f, _, o = pre.chunk(3, 1)

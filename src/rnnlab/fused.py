@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
-from rnnlab.cells import CoupledLSTMCell, GRUCell, PeepholeLSTMCell, State, map_state
+from rnnlab.cells import CoupledLSTMCell, GRUCell, MogrifierLSTMCell, PeepholeLSTMCell, State, map_state
 
 
 def _mask(lengths: Tensor, T: int, like: Tensor) -> Tensor:
@@ -295,6 +295,96 @@ class _GRULayer(Function):
         return (dx + dx_h if need_dx else None), dh, dW_zr, db_zr, dW, db, None
 
 
+class _MogrifierLayer(Function):
+    """Mogrifier LSTM over T steps. X[k] is x_t after k of its rounds (X[0] = x), Hm[k] is
+    h_{t-1} after k of its rounds (Hm[0] = h_{t-1}); GQ[k], GR[k] are the rounds' gates.
+    Round j = 2k+1 gates X[k] by σ(Q^k Hm[k]), round j = 2k+2 gates Hm[k] by σ(R^k X[k+1]).
+    No input projection can be made ahead: x_t is changed by h_{t-1} before it meets W."""
+
+    @staticmethod
+    def forward(ctx, x, h0, C0, W, b, Q, R, lengths):
+        T, B, I = x.shape
+        H, nQ, nR = h0.shape[1], Q.shape[0], R.shape[0]
+        add_W_h, add_W_x = _adder(W[:, :H], B), _adder(W[:, H:], B)
+        X, Hm = x.new_empty(nQ + 1, T, B, I), x.new_empty(nR + 1, T, B, H)
+        GQ, GR = x.new_empty(nQ, T, B, I), x.new_empty(nR, T, B, H)
+        gates = b.expand(T, B, 4 * H).clone()
+        hs, Cs, tanh_C = x.new_empty(T + 1, B, H), x.new_empty(T + 1, B, H), x.new_empty(T, B, H)
+        hs[0], Cs[0], X[0] = h0, C0, x
+        i, f, c_tilde, o = (g.unbind(0) for g in gates.split(H, 2))
+        g_ifo = (gates[..., : 2 * H].unbind(0), gates[..., 3 * H :].unbind(0))
+        for t in range(T):
+            Hm[0, t] = hs[t]
+            for j in range(nQ + nR):
+                k = j // 2
+                if j % 2 == 0:  # x^j = 2σ(Q^j h^{j-1}) * x^{j-2}
+                    torch.mm(Hm[k, t], Q[k].T, out=GQ[k, t]).sigmoid_()
+                    torch.mul(GQ[k, t], X[k, t], out=X[k + 1, t]).mul_(2)
+                else:  # h^j = 2σ(R^j x^{j-1}) * h^{j-2}
+                    torch.mm(X[k + 1, t], R[k].T, out=GR[k, t]).sigmoid_()
+                    torch.mul(GR[k, t], Hm[k, t], out=Hm[k + 1, t]).mul_(2)
+            add_W_x(gates[t], X[nQ, t])
+            add_W_h(gates[t], Hm[nR, t])
+            g_ifo[0][t].sigmoid_()  # i_t, f_t = σ(W · [h^r, x^r] + b)
+            c_tilde[t].tanh_()  # C̃_t = tanh(W_C · [h^r, x^r] + b_C)
+            g_ifo[1][t].sigmoid_()  # o_t = σ(W_o · [h^r, x^r] + b_o)
+            torch.mul(f[t], Cs[t], out=Cs[t + 1])
+            Cs[t + 1].addcmul_(i[t], c_tilde[t])  # C_t = f_t * C_{t-1} + i_t * C̃_t
+            torch.tanh(Cs[t + 1], out=tanh_C[t])
+            torch.mul(o[t], tanh_C[t], out=hs[t + 1])  # h_t = o_t * tanh(C_t)
+        ctx.lengths = lengths
+        ctx.save_for_backward(W, Q, R, X, Hm, GQ, GR, gates, Cs, tanh_C)
+        return _outputs(hs, lengths), _final(hs, lengths), _final(Cs, lengths)
+
+    @staticmethod
+    def backward(ctx, d_out, d_hT, d_CT):
+        W, Q, R, X, Hm, GQ, GR, gates, Cs, tanh_C = ctx.saved_tensors
+        T, B, H = tanh_C.shape
+        nQ, nR = Q.shape[0], R.shape[0]
+        W_h, W_x = W[:, :H], W[:, H:]
+        i, f, c_tilde, o = gates.split(H, 2)
+        # Derivatives of h_{t+1} and C_{t+1} by each pre-activation, all steps at once, and of
+        # each round's output by its gate's pre-activation: 2 · gated · σ'(a).
+        dh_do = tanh_C * o * (1 - o)
+        dh_dC = o * (1 - tanh_C**2)
+        dC_difc = torch.stack(
+            [c_tilde * i * (1 - i), Cs[:-1] * f * (1 - f), i * (1 - c_tilde**2)], 2)
+        dQ_da = 2 * X[:nQ] * GQ * (1 - GQ)
+        dR_da = 2 * Hm[:nR] * GR * (1 - GR)
+        dH = _state_grads(d_hT, ctx.lengths, T, d_out)
+        dC_direct = _state_grads(d_CT, ctx.lengths, T)
+        d_gates, dAQ, dAR = torch.empty_like(gates), torch.empty_like(GQ), torch.empty_like(GR)
+        dg_ifc = d_gates[..., : 3 * H].view(T, B, 3, H).unbind(0)
+        dg_o, dg, f = d_gates[..., 3 * H :].unbind(0), d_gates.unbind(0), f.unbind(0)
+        dx = X.new_empty(T, B, X.shape[3])
+        dh, dC_next = dH[T], dC_direct[T]
+        for t in reversed(range(T)):
+            torch.mul(dh, dh_do[t], out=dg_o[t])
+            dC = torch.addcmul(dC_next, dh, dh_dC[t])
+            torch.mul(dC.unsqueeze(1), dC_difc[t], out=dg_ifc[t])
+            dC_next = torch.addcmul(dC_direct[t], dC, f[t])
+            dx_t, dh = dg[t] @ W_x, dg[t] @ W_h  # at x^r and h^r
+            for j in reversed(range(nQ + nR)):
+                k = j // 2
+                if j % 2 == 0:  # x^j = 2 g * x^{j-2}, g = σ(Q^j h^{j-1})
+                    torch.mul(dx_t, dQ_da[k, t], out=dAQ[k, t])
+                    dx_t = dx_t * (2 * GQ[k, t])
+                    dh = dh.addmm(dAQ[k, t], Q[k])
+                else:  # h^j = 2 g * h^{j-2}, g = σ(R^j x^{j-1})
+                    torch.mul(dh, dR_da[k, t], out=dAR[k, t])
+                    dh = dh * (2 * GR[k, t])
+                    dx_t = dx_t.addmm(dAR[k, t], R[k])
+            dx[t] = dx_t
+            dh = dh + dH[t]
+        _, dW, db = _weight_grads(d_gates, Hm[nR], X[nQ], W_x, False)
+        # dQ^k = Σ_t dA_t^T Hm[k]_t, dR^k = Σ_t dA_t^T X[k+1]_t, each over all T·B rows.
+        dQ = torch.stack([dAQ[k].flatten(0, 1).T @ Hm[k].flatten(0, 1) for k in range(nQ)]) \
+            if nQ else torch.zeros_like(Q)
+        dR = torch.stack([dAR[k].flatten(0, 1).T @ X[k + 1].flatten(0, 1) for k in range(nR)]) \
+            if nR else torch.zeros_like(R)
+        return dx, dh, dC_next, dW, db, dQ, dR, None
+
+
 def coupled_layer(
     cell: CoupledLSTMCell, x: Tensor, state: State, lengths: Tensor | None = None
 ) -> tuple[Tensor, State]:
@@ -308,6 +398,14 @@ def peephole_layer(
 ) -> tuple[Tensor, State]:
     """The peephole LSTM cell (diagonal or full P) run over x (T, B, I), hand-written BPTT."""
     out, h, C = _PeepholeLayer.apply(x, *state, cell.W, cell.b, cell.P, _lengths(lengths))
+    return out, (h, C)
+
+
+def mogrifier_layer(
+    cell: MogrifierLSTMCell, x: Tensor, state: State, lengths: Tensor | None = None
+) -> tuple[Tensor, State]:
+    """The Mogrifier LSTM cell run over x (T, B, I), hand-written BPTT."""
+    out, h, C = _MogrifierLayer.apply(x, *state, cell.W, cell.b, cell.Q, cell.R, _lengths(lengths))
     return out, (h, C)
 
 
@@ -331,4 +429,4 @@ def _float32_under_autocast(layer: Callable) -> Callable:
 
 LAYERS: dict[str, Callable] = {name: _float32_under_autocast(layer) for name, layer in
                                (("coupled", coupled_layer), ("peephole", peephole_layer),
-                                ("gru", gru_layer))}
+                                ("gru", gru_layer), ("mogrifier", mogrifier_layer))}

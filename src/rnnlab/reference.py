@@ -25,7 +25,7 @@ Array = np.ndarray
 State = Array | tuple[Array, Array]
 Params = dict[str, Array]
 
-LSTM_FAMILY = ("lstm", "peephole", "coupled")
+LSTM_FAMILY = ("lstm", "peephole", "coupled", "mogrifier")
 
 
 def sigmoid(a: Array) -> Array:
@@ -187,6 +187,45 @@ def coupled_step_back(
     return {"W": da.T @ hx, "b": da.sum(0)}, dhx[:, H:], (dhx[:, :H], dC_prev)
 
 
+# ---- Mogrifier LSTM: x_t and h_{t-1} gate each other in turn (Q^j, R^j), then the LSTM step ---
+
+def mogrifier_step(p: Params, x: Array, state: tuple[Array, Array]) -> tuple[Array, tuple, tuple]:
+    """One Mogrifier LSTM step; returns (h_t, (h_t, C_t), cache)."""
+    h, C_prev = state
+    rounds = []  # per round j: (the vector it gates, its gate, the vector the gate reads)
+    for j in range(1, len(p["Q"]) + len(p["R"]) + 1):
+        if j % 2:
+            g = sigmoid(h @ p["Q"][j // 2].T)
+            rounds.append((x, g, h))
+            x = 2 * g * x  # x^j = 2σ(Q^j h^{j-1}) * x^{j-2}
+        else:
+            g = sigmoid(x @ p["R"][j // 2 - 1].T)
+            rounds.append((h, g, x))
+            h = 2 * g * h  # h^j = 2σ(R^j x^{j-1}) * h^{j-2}
+    out, new_state, cache = lstm_step(p, x, (h, C_prev))
+    return out, new_state, (rounds, cache)
+
+
+def mogrifier_step_back(
+    p: Params, cache: tuple, dstate: tuple[Array, Array]
+) -> tuple[Params, Array, tuple]:
+    """Backward of `mogrifier_step`: (dh_t, dC_t) -> (grads, dx_t, (dh_{t-1}, dC_{t-1}))."""
+    rounds, lstm_cache = cache
+    grads, dx, (dh, dC_prev) = lstm_step_back(p, lstm_cache, dstate)  # dx, dh: at x^r, h^r
+    dQ, dR = np.zeros_like(p["Q"]), np.zeros_like(p["R"])
+    for j in reversed(range(1, len(rounds) + 1)):
+        gated, g, read = rounds[j - 1]
+        if j % 2:  # x^j = 2 g * x^{j-2}, g = σ(Q^j h^{j-1})
+            da = dx * 2 * gated * g * (1 - g)
+            dQ[j // 2] += da.T @ read
+            dx, dh = dx * 2 * g, dh + da @ p["Q"][j // 2]
+        else:  # h^j = 2 g * h^{j-2}, g = σ(R^j x^{j-1})
+            da = dh * 2 * gated * g * (1 - g)
+            dR[j // 2 - 1] += da.T @ read
+            dh, dx = dh * 2 * g, dx + da @ p["R"][j // 2 - 1]
+    return {**grads, "Q": dQ, "R": dR}, dx, (dh, dC_prev)
+
+
 # ---- GRU in the lecture's form: r_t acts on h_{t-1} before the product with W -----------------
 
 def gru_step(p: Params, x: Array, h_prev: Array) -> tuple[Array, Array, tuple]:
@@ -224,6 +263,7 @@ STEPS = {
     "peephole": (peephole_step, peephole_step_back),
     "coupled": (coupled_step, coupled_step_back),
     "gru": (gru_step, gru_step_back),
+    "mogrifier": (mogrifier_step, mogrifier_step_back),
 }
 
 

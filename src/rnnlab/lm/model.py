@@ -41,8 +41,10 @@ from rnnlab.lm.data import IGNORE
 from rnnlab.memory import check_fits
 from rnnlab.recurrent import Recurrent, check_settings
 
-# Weight matrices per cell: one per gate or candidate (the equations in docs/lecture.md).
-GATES = {"rnn": 1, "rnn-relu": 1, "lstm": 4, "peephole": 4, "coupled": 3, "gru": 3}
+# Weight matrices per cell: one per gate or candidate (the equations in docs/lecture.md); the
+# Mogrifier's 5 rounds add 5 I×H matrices, less than 3 gates' worth (the count bounds memory).
+GATES = {"rnn": 1, "rnn-relu": 1, "lstm": 4, "peephole": 4, "coupled": 3, "gru": 3,
+         "mogrifier": 7}
 # The AWD-LSTM's rates with their "off" values: config.json names them only when set, so that
 # the folders of models trained without them stay as they were.
 REGULARISERS = {"dropout_input": None, "dropout_hidden": None, "dropout_output": None,
