@@ -311,7 +311,11 @@ def test_single_units_over_the_text_marks_and_saturation(page, tmp_path):
     sync_api.expect(page.locator("#unit-title")).to_contain_text(f"Unit {best} ")
     page.click("#saturation-go")
     sync_api.expect(page.locator("#saturation-canvas")).to_be_visible()
-    sync_api.expect(page.locator("#status")).to_contain_text("gate saturation of layer 1's 64 units")
+    shares = page.evaluate("""async () => (await (await fetch('/api/saturation?model=zh&text='
+        + encodeURIComponent('我爱北京天安门我爱北京'))).json()).gates""")
+    idle = sum(c == 0 and o == 0 for s in shares.values() for c, o in zip(s["closed"], s["open"]))
+    sync_api.expect(page.locator("#status")).to_contain_text(
+        f"gate saturation of layer 1's 64 units over 12 steps: {idle} of 192 gate units never saturated")
     shoot(page, tmp_path, "read-units")
 
 

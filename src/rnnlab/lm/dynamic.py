@@ -15,11 +15,13 @@ MS (per weight) is the mean of ∇L² over the segments of a training text (`gra
 read like the evaluation: batches of `STATS_COLUMNS` columns, `bptt` steps); mean(√MS)
 averages over every weight, so the decay pulls back hardest the weights that the training
 data moves most (the paper's "global prior"); the clip keeps a step from overshooting θ_0.
-The authors' code (word level, AWD-LSTM) segments by 5 tokens and takes λ = 0.02, η = 0.002
-and ε = 0.001, but on √ of the *sum* of squares over its ~1,900 statistics batches of PTB;
-on the paper's mean, used here so that the length of the training text does not matter,
-those are η ≈ 5e-5 and ε ≈ 2e-5. The weights adapted are those of a copy: the model is
-never changed.
+The authors' code (word level, AWD-LSTM) segments by 5 tokens; on the paper's equations, used
+here, its defaults are η = 5e-5, λ = 0.002 and ε = 2e-5. Its first version took λ = 0.02,
+η = 0.002 and ε = 0.001, but on √ of the *sum* of squares over ~1,900 statistics batches of
+PTB and with the decay divided by the *sum* over AWD-LSTM's ~14 weight tensors: on the mean,
+used here so that neither the length of the training text nor the number of tensors matters,
+those are η ≈ 5e-5, ε ≈ 2e-5 and λ ≈ 0.0014. The weights adapted are those of a copy: the
+model is never changed.
 """
 
 from __future__ import annotations

@@ -110,7 +110,23 @@ function drawSaturation(result) {
     g.fillText(`● ${gate}`, x, pad - 10);
     x += 40;
   }
+  // An untrained or briefly trained layer puts most dots on the corner at (0, 0), where they
+  // hide one another: say how many lie there.
+  const idle = neverSaturated(result);
+  if (idle.count > 0) {
+    g.fillStyle = "#57606a";
+    g.fillText(`${idle.count} of ${idle.of} never saturated`, pad + 8, pad + h - 8);
+  }
   canvas.hidden = false;
+}
+
+function neverSaturated(result) {
+  // Gate units that were neither closed nor open at any step.
+  let count = 0, of = 0;
+  for (const shares of Object.values(result.gates)) {
+    shares.closed.forEach((closed, u) => { of++; if (closed === 0 && shares.open[u] === 0) count++; });
+  }
+  return { count, of };
 }
 
 async function showSaturation() {
@@ -118,7 +134,9 @@ async function showSaturation() {
   const result = await api("/api/saturation", { model: read.model, text: read.text, layer: read.layer });
   drawSaturation(result);
   const units = Object.values(result.gates)[0].closed.length;
-  status(`gate saturation of layer ${read.layer + 1}'s ${units} units over ${result.steps} steps`);
+  const idle = neverSaturated(result);
+  status(`gate saturation of layer ${read.layer + 1}'s ${units} units over ${result.steps} steps: ` +
+    `${idle.count} of ${idle.of} gate units never saturated`);
 }
 
 export function initUnits(dependencies) {
