@@ -296,10 +296,11 @@ class _GRULayer(Function):
 
 
 class _MogrifierLayer(Function):
-    """Mogrifier LSTM over T steps. X[k] is x_t after k of its rounds (X[0] = x), Hm[k] is
+    """Mogrifier LSTM over T steps. X[k] is x_t after k of its rounds (X[0] = x_t), Hm[k] is
     h_{t-1} after k of its rounds (Hm[0] = h_{t-1}); GQ[k], GR[k] are the rounds' gates.
-    Round j = 2k+1 gates X[k] by σ(Q^k Hm[k]), round j = 2k+2 gates Hm[k] by σ(R^k X[k+1]).
-    No input projection can be made ahead: x_t is changed by h_{t-1} before it meets W."""
+    Round 2k+1 gates X[k] by σ(Q^k Hm[k]), round 2k+2 gates Hm[k] by σ(R^k X[k+1]) (Q^k, R^k:
+    the cell's Q[k], R[k]). No input projection can be made ahead of the loop: x_t is changed by
+    h_{t-1} before it meets W."""
 
     @staticmethod
     def forward(ctx, x, h0, C0, W, b, Q, R, lengths):
@@ -315,19 +316,19 @@ class _MogrifierLayer(Function):
         g_ifo = (gates[..., : 2 * H].unbind(0), gates[..., 3 * H :].unbind(0))
         for t in range(T):
             Hm[0, t] = hs[t]
-            for j in range(nQ + nR):
-                k = j // 2
-                if j % 2 == 0:  # x^j = 2σ(Q^j h^{j-1}) * x^{j-2}
+            for n in range(nQ + nR):  # round n + 1
+                k = n // 2
+                if n % 2 == 0:  # X[k+1] = 2σ(Q^k Hm[k]) * X[k]
                     torch.mm(Hm[k, t], Q[k].T, out=GQ[k, t]).sigmoid_()
                     torch.mul(GQ[k, t], X[k, t], out=X[k + 1, t]).mul_(2)
-                else:  # h^j = 2σ(R^j x^{j-1}) * h^{j-2}
+                else:  # Hm[k+1] = 2σ(R^k X[k+1]) * Hm[k]
                     torch.mm(X[k + 1, t], R[k].T, out=GR[k, t]).sigmoid_()
                     torch.mul(GR[k, t], Hm[k, t], out=Hm[k + 1, t]).mul_(2)
             add_W_x(gates[t], X[nQ, t])
             add_W_h(gates[t], Hm[nR, t])
-            g_ifo[0][t].sigmoid_()  # i_t, f_t = σ(W · [h^r, x^r] + b)
-            c_tilde[t].tanh_()  # C̃_t = tanh(W_C · [h^r, x^r] + b_C)
-            g_ifo[1][t].sigmoid_()  # o_t = σ(W_o · [h^r, x^r] + b_o)
+            g_ifo[0][t].sigmoid_()  # i_t, f_t = σ(W · [Hm[nR], X[nQ]] + b)
+            c_tilde[t].tanh_()  # C̃_t = tanh(W_C · [Hm[nR], X[nQ]] + b_C)
+            g_ifo[1][t].sigmoid_()  # o_t = σ(W_o · [Hm[nR], X[nQ]] + b_o)
             torch.mul(f[t], Cs[t], out=Cs[t + 1])
             Cs[t + 1].addcmul_(i[t], c_tilde[t])  # C_t = f_t * C_{t-1} + i_t * C̃_t
             torch.tanh(Cs[t + 1], out=tanh_C[t])
@@ -363,14 +364,14 @@ class _MogrifierLayer(Function):
             dC = torch.addcmul(dC_next, dh, dh_dC[t])
             torch.mul(dC.unsqueeze(1), dC_difc[t], out=dg_ifc[t])
             dC_next = torch.addcmul(dC_direct[t], dC, f[t])
-            dx_t, dh = dg[t] @ W_x, dg[t] @ W_h  # at x^r and h^r
-            for j in reversed(range(nQ + nR)):
-                k = j // 2
-                if j % 2 == 0:  # x^j = 2 g * x^{j-2}, g = σ(Q^j h^{j-1})
+            dx_t, dh = dg[t] @ W_x, dg[t] @ W_h  # at X[nQ] and Hm[nR], what the LSTM step read
+            for n in reversed(range(nQ + nR)):
+                k = n // 2
+                if n % 2 == 0:  # X[k+1] = 2 g * X[k], g = σ(Q^k Hm[k])
                     torch.mul(dx_t, dQ_da[k, t], out=dAQ[k, t])
                     dx_t = dx_t * (2 * GQ[k, t])
                     dh = dh.addmm(dAQ[k, t], Q[k])
-                else:  # h^j = 2 g * h^{j-2}, g = σ(R^j x^{j-1})
+                else:  # Hm[k+1] = 2 g * Hm[k], g = σ(R^k X[k+1])
                     torch.mul(dh, dR_da[k, t], out=dAR[k, t])
                     dh = dh * (2 * GR[k, t])
                     dx_t = dx_t.addmm(dAR[k, t], R[k])
