@@ -297,6 +297,24 @@ def test_ctrl_c_saves_exits_130_and_resumes_to_the_same_weights(tmp_path, corpus
     assert_same_weights(uninterrupted / "last", out / "last")
 
 
+def test_a_report_that_returns_true_stops_the_run_as_ctrl_c_does(tmp_path, corpus):
+    settings = dict(split=(0.1, 0), optimizer="adam", dropout=0.3, epochs=2, seed=3, **TINY)
+    straight = train_language_model(corpus, tmp_path / "a", **settings)
+    steps = []
+
+    def report(kind, data):
+        steps.extend([1] if kind == "step" else [])
+        return len(steps) >= 8
+
+    stopped = train_language_model(corpus, tmp_path / "b", report=report, **settings)
+    assert stopped.stopped == "interrupted" and stopped.history == []
+    state = json.loads((tmp_path / "b" / "last" / "training.json").read_text())
+    assert state["global_step"] == 8  # the step under way finished, then training stopped
+    resumed = train_language_model(None, tmp_path / "b", resume=True)
+    assert resumed.stopped == straight.stopped == "done"
+    assert_same_weights(tmp_path / "a" / "last", tmp_path / "b" / "last")
+
+
 def test_kill_9_then_resume_gives_the_same_weights(tmp_path, corpus, uninterrupted):
     proc = subprocess.Popen([sys.executable, "-m", "rnnlab", "train", str(corpus), *KILL_ARGS,
                              "--checkpoint-every", "1", "-o", str(tmp_path / "b")])

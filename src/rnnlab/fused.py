@@ -180,6 +180,16 @@ def _peephole_weight_grad(d_gates: Tensor, C: Tensor, P: Tensor) -> Tensor:
     return rows.T @ C
 
 
+def _lstm_derivatives(gates: Tensor, Cs: Tensor, tanh_C: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The LSTM step's local derivatives, all steps at once: of h_{t+1} by o's pre-activation,
+    of h_{t+1} by C_{t+1}, and of C_{t+1} by the pre-activations of [i, f, c̃] (stacked)."""
+    i, f, c_tilde, o = gates.split(tanh_C.shape[-1], 2)
+    dh_do = tanh_C * o * (1 - o)
+    dh_dC = o * (1 - tanh_C**2)
+    dC_difc = torch.stack([c_tilde * i * (1 - i), Cs[:-1] * f * (1 - f), i * (1 - c_tilde**2)], 2)
+    return dh_do, dh_dC, dC_difc
+
+
 class _PeepholeLayer(Function):
     """Peephole LSTM over T steps; W's rows are [i, f, c̃, o], P's rows [P_i; P_f; P_o]."""
 
@@ -217,12 +227,8 @@ class _PeepholeLayer(Function):
         P_if, P_o = P[: 2 * H], P[2 * H :]
         add_W_h_T = _adder(W[:, :H].T, B)
         add_P_if_T, add_P_o_T = _peephole_grad_adder(P_if, B, H), _peephole_grad_adder(P_o, B, H)
-        i, f, c_tilde, o = gates.split(H, 2)
-        # Derivatives of h_{t+1} and C_{t+1} by each pre-activation, all steps at once.
-        dh_do = tanh_C * o * (1 - o)
-        dh_dC = o * (1 - tanh_C**2)
-        dC_difc = torch.stack(
-            [c_tilde * i * (1 - i), Cs[:-1] * f * (1 - f), i * (1 - c_tilde**2)], 2)
+        dh_do, dh_dC, dC_difc = _lstm_derivatives(gates, Cs, tanh_C)
+        f = gates[..., H : 2 * H]
         dH = _state_grads(d_hT, ctx.lengths, T, d_out)
         dC_direct = _state_grads(d_CT, ctx.lengths, T)
         d_gates = torch.empty_like(gates)
@@ -343,13 +349,9 @@ class _MogrifierLayer(Function):
         T, B, H = tanh_C.shape
         nQ, nR = Q.shape[0], R.shape[0]
         W_h, W_x = W[:, :H], W[:, H:]
-        i, f, c_tilde, o = gates.split(H, 2)
-        # Derivatives of h_{t+1} and C_{t+1} by each pre-activation, all steps at once, and of
-        # each round's output by its gate's pre-activation: 2 · gated · σ'(a).
-        dh_do = tanh_C * o * (1 - o)
-        dh_dC = o * (1 - tanh_C**2)
-        dC_difc = torch.stack(
-            [c_tilde * i * (1 - i), Cs[:-1] * f * (1 - f), i * (1 - c_tilde**2)], 2)
+        dh_do, dh_dC, dC_difc = _lstm_derivatives(gates, Cs, tanh_C)
+        f = gates[..., H : 2 * H]
+        # Derivatives of each round's output by its gate's pre-activation: 2 · gated · σ'(a).
         dQ_da = 2 * X[:nQ] * GQ * (1 - GQ)
         dR_da = 2 * Hm[:nR] * GR * (1 - GR)
         dH = _state_grads(d_hT, ctx.lengths, T, d_out)

@@ -16,7 +16,8 @@ all processes, and only rank 0 writes files or reports.
 
 The trainer never prints: it calls `report(kind, data)` with kind "note" ({"message"}),
 "epoch_start" ({"epoch", "epochs", "steps", "done"}), "step" ({"loss", "ppl", "tokens_per_s",
-"lr"}), "epoch_end" ({}) and "metrics" (a record as metrics.jsonl keeps it).
+"lr"}), "epoch_end" ({}) and "metrics" (a record as metrics.jsonl keeps it). A report that
+returns True stops the run after the step under way, as Ctrl-C does (`last/` saved, resumable).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ from rnnlab.text.script import text_script
 from rnnlab.text.store import TokenStore, data_fingerprint, is_store
 from rnnlab.text.vocab import Vocabulary
 
-Report = Callable[[str, dict], None]
+Report = Callable[[str, dict], bool | None]
 
 
 def metrics(loss: float, level: str) -> dict:
@@ -189,9 +190,9 @@ class Trainer:
         self.interrupted = False
 
     def say(self, kind: str, data: dict) -> None:
-        """Report to the caller (rank 0 only)."""
-        if self.group.main:
-            self.report(kind, data)
+        """Report to the caller (rank 0 only), who may ask to stop (as Ctrl-C does)."""
+        if self.group.main and self.report(kind, data):
+            self.interrupted = True
 
     def note(self, message: str) -> None:
         """A remark for the user."""
