@@ -28,11 +28,11 @@ def test_a_budget_that_ends_first_takes_fine_tuning_epochs_not_trained_ones():
     assert lm_awd.plan(epochs(*[300] * 10), 3700, 4) == (10, 2)
 
 
-def test_once_fine_tuning_started_only_its_count_changes():
+def test_once_fine_tuning_started_only_its_count_changes_and_fills_the_budget():
     done = epochs(*[300] * 8, 500, finetune_from=9)
     assert lm_awd.plan(done, 3300, 4) == (8, 1)  # 2900 spent, 400 left: no 500-s epoch more
     assert lm_awd.plan(done, 3500, 4) == (8, 2)  # 600 left: one more
-    assert lm_awd.plan(done, 6000, 4) == (8, 4)
+    assert lm_awd.plan(done, 6000, 4) == (8, 7)  # 3100 left: 6 more, beyond the 4 asked
 
 
 def test_replan_asks_to_stop_when_a_slower_epoch_no_longer_fits(tmp_path, capsys):
@@ -53,5 +53,7 @@ def test_replan_grows_the_plan_only_while_training_epochs_remain(tmp_path, capsy
     assert replan("metrics", {"epoch": 3, "seconds": 200, "valid_loss": 5.0})  # 3 + 2800 // 400
     short = lm_awd.Replan(tmp_path, 1300, 1)
     assert short.planned == (2, 1)
-    # One more would fit now, but the next epoch starts fine-tuning: the plan stands.
+    # One more would fit now, but the next epoch starts fine-tuning: the plan stands,
     assert not short("metrics", {"epoch": 2, "seconds": 100, "valid_loss": 5.0})
+    # and grows once fine-tuning has started.
+    assert short("metrics", {"epoch": 3, "seconds": 100, "valid_loss": 5.0, "phase": "finetune"})

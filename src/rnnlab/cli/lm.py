@@ -141,11 +141,12 @@ def add_dynamic_options(p: argparse.ArgumentParser) -> None:
         "of every weight: far slower than the static evaluation.")
     g.add_argument("--dynamic", action="store_true", help="evaluate dynamically")
     g.add_argument("--dynamic-lr", metavar="η", type=float, default=None,
-                   help="learning rate η ≥ 0 (default 0.1 for SGD, 1e-4 for the RMS rule; "
-                        "0 gives the static figure exactly)")
+                   help="learning rate η ≥ 0 (default 0.1 for SGD; 5e-5 for the RMS rule, the "
+                        "authors' code's value; 0 gives the static figure exactly)")
     g.add_argument("--dynamic-decay", metavar="λ", type=float, default=None,
                    help="decay λ in [0, 1] back to the trained weights, the paper's global "
-                        "prior (default 0 for SGD, 0.02 for the RMS rule: the paper's value)")
+                        "prior (default 0 for SGD; 0.002 for the RMS rule, the authors' code's "
+                        "value)")
     g.add_argument("--dynamic-bptt", metavar="N", type=int, default=None,
                    help="tokens a segment (default 5 for words, the paper's value; 20 for "
                         "characters); in sentence mode each sentence is one segment")
