@@ -13,6 +13,7 @@ CPU time of a single-threaded run is the steadier measure of the code itself.
     python bench/recurrent.py                          # full run, recorded in results/recurrent.json
     python bench/recurrent.py --quick                  # a short run
     python bench/recurrent.py --threads 1 --clock cpu  # targets judged by CPU time, one thread
+    python bench/recurrent.py --only mogrifier "mogrifier looped" --shapes small   # some variants
 """
 
 from __future__ import annotations
@@ -47,12 +48,14 @@ VARIANTS = [
     ("gru", "gru", {}, True),
     ("peephole-diagonal", "peephole", {"diagonal": True}, True),
     ("peephole-full", "peephole", {"diagonal": False}, True),
+    ("mogrifier", "mogrifier", {}, True),
     ("lstm looped", "lstm", {}, False),
     ("rnn looped", "rnn", {}, False),
     ("coupled looped", "coupled", {}, False),
     ("gru looped", "gru", {}, False),
     ("peephole-diagonal looped", "peephole", {"diagonal": True}, False),
     ("peephole-full looped", "peephole", {"diagonal": False}, False),
+    ("mogrifier looped", "mogrifier", {}, False),
 ]
 # The issue's targets: rnnlab's speed as a fraction of the torch layer named.
 TARGETS = {"lstm": ("nn.LSTM", 0.95), "rnn": ("nn.RNN", 0.95), "coupled": ("nn.LSTM", 0.8),
@@ -175,12 +178,15 @@ def main() -> None:
                              "--threads 1")
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--no-looped", action="store_true", help="leave out the slow looped-cell variants")
+    parser.add_argument("--only", nargs="+", choices=[v[0] for v in VARIANTS], metavar="VARIANT",
+                        help="these variants alone, beside nn.LSTM (the reference); recorded apart")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "recurrent.json"),
                         help="JSON file; runs with other settings already in it are kept")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rounds = args.rounds or (3 if args.quick else 5)
-    variants = [v for v in VARIANTS if not (args.no_looped and v[3] is False)]
+    variants = [v for v in VARIANTS if not (args.no_looped and v[3] is False)
+                and (not args.only or v[0] in ("nn.LSTM", *args.only))]
     print(f"torch {torch.__version__}, {args.threads} threads, {rounds} interleaved rounds, vocabulary "
           f"{VOCAB}, random tokens, float32; load average {os.getloadavg()[0]:.1f}")
     run = {"settings": {"command": " ".join(sys.argv), "torch": torch.__version__, "threads": args.threads,
@@ -202,7 +208,8 @@ def main() -> None:
     run["settings"]["load_average_after"] = os.getloadavg()[0]
     path = Path(args.out)
     results = json.loads(path.read_text()) if path.exists() else {}
-    results[f"{args.threads} threads{', quick' if args.quick else ''}"] = run
+    only = f", only {' / '.join(args.only)}" if args.only else ""
+    results[f"{args.threads} threads{', quick' if args.quick else ''}{only}"] = run
     with atomic_write(path) as f:
         json.dump(results, f, indent=1)
     print(f"\nwrote {path}")
