@@ -55,7 +55,8 @@ def train_language_model(
     `curve.png`; `resume=True` continues from `output_dir/last` (train may then be omitted) and
     refuses training files that changed since unless `allow_changed_data`; `overwrite=True`
     starts an earlier run in `output_dir` again. The folder is locked while training.
-    `report(kind, data)` hears the progress (see rnnlab.lm.trainer).
+    `report(kind, data)` hears the progress (see rnnlab.lm.trainer); returning True stops the
+    run after the step under way, as Ctrl-C does (`stopped` is "interrupted"; resumable).
     Example: `train_language_model("ptb.train.txt", "ptb-small", valid="ptb.valid.txt")`.
     """
     unknown = set(settings) - {f.name for f in dataclasses.fields(TrainSettings)}
