@@ -7,6 +7,7 @@
     python bench/lm_awd.py wikitext2              # ≤ 10M parameters, 60 minutes
     python bench/lm_awd.py shakespeare            # characters, 30 minutes
     python bench/lm_awd.py shakespeare-plain      # its baseline: plain dropout, no averaging
+    python bench/lm_awd.py shakespeare-mogrifier  # the same with the Mogrifier cell
     python bench/lm_awd.py ablation --run no-weight-drop --threads 1   # one technique off
 
 A row trains one epoch, then as many more as its first epochs' pace fits in the budget (the
@@ -126,6 +127,9 @@ SHAKESPEARE_HALF_HOUR = dict(
     bptt=100, batch_size=64, weight_drop=0.2, dropout_input=0.1, dropout_hidden=0.1,
     dropout_output=0.1, seed=1)
 SHAKESPEARE_FINETUNE = 1
+# The same with the Mogrifier LSTM cell (5 rounds), for an equal-time comparison with the row
+# above (`--minutes 20 --threads 1`, the two side by side).
+SHAKESPEARE_MOGRIFIER = dict(SHAKESPEARE_HALF_HOUR, cell="mogrifier")
 # The baseline, re-measured in this harness (same budget accounting) on the same machine.
 SHAKESPEARE_PLAIN = dict(FAST, level="char", mode="stream", split=(0.1, 0.0), tie_weights=False,
                          init_range=None, seed=1)
@@ -138,6 +142,8 @@ ROWS = {  # name: (data, settings, budget in minutes, fine-tuning epochs, parame
     "wikitext2": (WT2, WT2_HOUR, 60.0, WT2_FINETUNE, 10_000_000),
     "shakespeare": (SHAKESPEARE, SHAKESPEARE_HALF_HOUR, 30.0, SHAKESPEARE_FINETUNE, None),
     "shakespeare-plain": (SHAKESPEARE, SHAKESPEARE_PLAIN, 30.0, 0, None),
+    "shakespeare-mogrifier": (SHAKESPEARE, SHAKESPEARE_MOGRIFIER, 30.0, SHAKESPEARE_FINETUNE,
+                              None),
 }
 # The rules, η and λ tried on the first fifth of the validation text, RMS with the statistics
 # of the training text. An η that diverges drops out: SGD η 1.0 did on the PTB hour's
