@@ -14,7 +14,6 @@ Result: bench/results/dynamic.json.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import platform
 import time
@@ -25,6 +24,7 @@ import torch
 from rnnlab.errors import RnnlabError
 from rnnlab.fileio import atomic_write
 from rnnlab.lm import LM, Dynamic
+from rnnlab.lm.data import read_text, split_lines
 from rnnlab.ready import resolve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,13 +43,11 @@ TRIED = {  # name: (rule, η, λ); None: the default
 
 def texts() -> dict:
     """model name: (held-out lines, training lines for the statistics)."""
-    with gzip.open(DATA / "wikitext-2" / "wiki.train.tokens.gz", "rt", encoding="utf-8") as f:
-        wt2_train = [line for _, line in zip(range(3000), f)]
-    wt2_valid = (DATA / "wikitext-2" / "wiki.valid.tokens").read_text().splitlines(True)[:120]
-    lines = (DATA / "tinyshakespeare" / "input.txt").read_text().splitlines(True)
-    cut = len(lines) - len(lines) // 10  # the ready model's split: the last 10 % validate
-    return {"wikitext2": (wt2_valid, wt2_train), "shakespeare": (lines[cut : cut + 1000],
-                                                                 lines[:8000])}
+    wt2 = DATA / "wikitext-2"
+    train, valid, _ = split_lines(read_text(DATA / "tinyshakespeare" / "input.txt"), 0.1, 0.0)
+    return {"wikitext2": (read_text(wt2 / "wiki.valid.tokens")[:120],
+                          read_text(wt2 / "wiki.train.tokens.gz")[:3000]),
+            "shakespeare": (valid[:1000], train[:8000])}  # the ready model's own split
 
 
 def measure(name: str, held_out: list[str], train: list[str]) -> dict:
