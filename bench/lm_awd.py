@@ -90,7 +90,7 @@ PTB_B40_FINETUNE = 4
 
 # The same for 150 minutes (~50 epochs at the pace that ran the hour): lr 30 for 20 epochs,
 # then × 0.93 an epoch (~4 at the 48th), and 8 averaged fine-tuning epochs. At 130 minutes
-# (49 epochs) it overfit: validation stalled near 92.5 from the 31st epoch while the training
+# (49 epochs) it overfit: validation stalled at 92.5–93.2 from the 31st epoch while the training
 # perplexity fell to 44, averaging reached 88.8, test 83.6 (bench/results/lm_ptb_awd.json).
 PTB_LONG = dict(PTB_B40, decay_after=20, lr_decay=0.93)
 PTB_LONG_FINETUNE = 8

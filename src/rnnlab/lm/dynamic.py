@@ -49,8 +49,7 @@ class Dynamic:
     default to the rule's values: SGD η = 0.1, λ = 0; RMS (with `stats`, the training text:
     a path or lines, or its statistics from LM.gradient_rms) the authors' code's η = 5e-5,
     λ = 0.002, which beat η = 1e-4, λ = 0.02 on each model measured (bench/dynamic.py,
-    bench/lm_awd.py). `bptt`
-    defaults to 5 tokens (words), 20 (characters)."""
+    bench/lm_awd.py). `bptt` defaults to 5 tokens (words), 20 (characters)."""
 
     lr: float | None = None
     decay: float | None = None
