@@ -3,7 +3,7 @@
     python bench/studio.py                 # about 3 minutes
     python bench/studio.py --repeats 3     # a quick rehearsal
 
-A real `rnnlab studio shakespeare shakespeare-rnn` on a free port. Server side (httpx), each a
+A real `rnnlab studio shakespeare shakespeare-rnn` on a free port. Server side (httpx2), each a
 median of --repeats:
 - first token: from the request to the first server-sent event of /api/generate;
 - streaming: tokens/s of a 2,000-token generation, after its first token;
@@ -34,7 +34,7 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
+import httpx2 as httpx
 
 from rnnlab.fileio import atomic_write
 

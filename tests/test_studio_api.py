@@ -11,7 +11,7 @@ import pytest
 import torch
 
 pytest.importorskip("starlette", reason="the studio extra (starlette) is not installed")
-pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx")
+pytest.importorskip("httpx2", reason="Starlette's TestClient needs httpx2")
 from starlette.testclient import TestClient  # noqa: E402
 from test_forms import form_regex  # noqa: E402
 
