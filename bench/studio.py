@@ -34,7 +34,7 @@ import threading
 import time
 from pathlib import Path
 
-import httpx2 as httpx
+import httpx2
 
 from rnnlab.fileio import atomic_write
 
@@ -59,7 +59,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def stream(client: httpx.Client, base: str, length: int, seed: int, pause: float = 0.0,
+def stream(client: httpx2.Client, base: str, length: int, seed: int, pause: float = 0.0,
            stop_after: int | None = None) -> dict:
     """One generation read as its events arrive: seconds to the first token and to the end."""
     start, first, tokens = time.perf_counter(), None, 0
@@ -95,7 +95,7 @@ def timed(call, repeats: int) -> float:
 
 def server_side(base: str, repeats: int) -> dict:
     """The four speeds measured from a client of the API."""
-    with httpx.Client(timeout=60) as client:
+    with httpx2.Client(timeout=60) as client:
         stream(client, base, 20, 0)  # warm up the model and the server
         firsts = [stream(client, base, 50, seed)["first"] for seed in range(repeats)]
         long = [stream(client, base, 2000, seed) for seed in range(repeats)]
@@ -115,7 +115,7 @@ def load(base: str, pid: int) -> dict:
     """16 simultaneous generations; with a slow client beside; a client that leaves early."""
     def crowd(slow: bool) -> dict:
         results: list[dict] = []
-        with httpx.Client(timeout=120, limits=httpx.Limits(max_connections=32)) as client:
+        with httpx2.Client(timeout=120, limits=httpx2.Limits(max_connections=32)) as client:
             def one(seed: int, pause: float = 0.0) -> None:
                 results.append(dict(stream(client, base, 200, seed, pause), slow=pause > 0))
             threads = [threading.Thread(target=one, args=(seed,)) for seed in range(16)]
@@ -132,7 +132,7 @@ def load(base: str, pid: int) -> dict:
                 "p95_s": round(fast[min(len(fast) - 1, round(0.95 * (len(fast) - 1)))], 2)}
 
     out = {"sixteen": crowd(False), "sixteen_beside_a_slow_client": crowd(True)}
-    with httpx.Client(timeout=60) as client:
+    with httpx2.Client(timeout=60) as client:
         stream(client, base, 2000, 1, stop_after=5)
         time.sleep(0.5)  # the server notices between two tokens
         before = cpu_seconds(pid)

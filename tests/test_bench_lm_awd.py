@@ -57,3 +57,12 @@ def test_replan_grows_the_plan_only_while_training_epochs_remain(tmp_path, capsy
     assert not short("metrics", {"epoch": 2, "seconds": 100, "valid_loss": 5.0})
     # and grows once fine-tuning has started.
     assert short("metrics", {"epoch": 3, "seconds": 100, "valid_loss": 5.0, "phase": "finetune"})
+
+
+def test_every_row_holds_valid_training_settings():
+    from rnnlab.lm.settings import TrainSettings
+    for name, (data, settings, minutes, finetune, _cap) in lm_awd.ROWS.items():
+        TrainSettings(**settings)  # a misspelt setting raises here, not an hour into a run
+        assert minutes > 0 and finetune >= 0 and set(data) >= {"train"}, name
+    with pytest.raises(TypeError):
+        TrainSettings(**dict(lm_awd.PTB_AVERAGED, dropout_word=0.1))
